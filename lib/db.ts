@@ -1,0 +1,42 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { runner } from 'node-pg-migrate';
+import type { Logger } from './logger.js';
+
+export type Pool = pg.Pool;
+
+export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../infra/migrations');
+
+export function createPool(url: string, max = 10): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    connectionTimeoutMillis: 3_000,
+    idleTimeoutMillis: 30_000,
+    // A query that cannot finish in time is a failure to report, not to wait on.
+    statement_timeout: 15_000,
+  });
+  // An idle client losing its server (PostgreSQL restarted) must not crash the process.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/**
+ * Applies pending migrations. Safe to call from every process at start:
+ * node-pg-migrate takes an advisory lock, and applied files are skipped.
+ */
+export async function migrate(url: string, log?: Logger): Promise<string[]> {
+  const applied = await runner({
+    databaseUrl: url,
+    dir: MIGRATIONS_DIR,
+    direction: 'up',
+    migrationsTable: 'pgmigrations',
+    checkOrder: true,
+    singleTransaction: true,
+    log: (msg: string) => log?.debug({ migration: msg }, 'migration'),
+  });
+  const names = applied.map((m) => m.name);
+  if (names.length > 0) log?.info({ applied: names }, 'database migrated');
+  return names;
+}

@@ -1,0 +1,64 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { createPool, migrate, type Pool } from '../../lib/db.js';
+import { allProviders } from '../../sandbox/providers/index.js';
+import { startSandbox, type Sandbox } from '../../sandbox/server.js';
+import { SandboxClient } from '../../sandbox/client.js';
+
+/** A fresh, migrated database of its own for one test file. */
+export async function testDatabase(): Promise<{ url: string; pool: Pool; drop(): Promise<void> }> {
+  const base = inject('databaseUrl');
+  const name = `t_${randomUUID().replace(/-/g, '').slice(0, 16)}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = withDatabase(base, name);
+  await migrate(url);
+  const pool = createPool(url, 5);
+  return {
+    url,
+    pool,
+    async drop() {
+      await pool.end();
+      const c = new pg.Client({ connectionString: base });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+export function withDatabase(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+/** A sandbox of its own (in this process, on a free port). */
+export async function testSandbox(): Promise<{ sandbox: Sandbox; client: SandboxClient }> {
+  const sandbox = await startSandbox({ providers: allProviders });
+  return { sandbox, client: new SandboxClient(sandbox.url) };
+}
+
+export async function testTemporal(): Promise<{ client: Client; nativeConnection: NativeConnection; address: string; close(): Promise<void> }> {
+  const address = inject('temporalAddress');
+  const connection = await Connection.connect({ address });
+  const nativeConnection = await NativeConnection.connect({ address });
+  return {
+    client: new Client({ connection }),
+    nativeConnection,
+    address,
+    async close() {
+      await connection.close();
+      await nativeConnection.close();
+    },
+  };
+}
+
+export function uniqueTaskQueue(prefix: string): string {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
