@@ -78,7 +78,7 @@ describe('sandbox fault injection', () => {
   it('unknown routes get a 404 naming the route', async () => {
     const res = await fetch(`${sandbox.url}/nope`);
     expect(res.status).toBe(404);
-    expect((await res.json()).message).toContain('GET /nope');
+    expect(((await res.json()) as { message: string }).message).toContain('GET /nope');
   });
 });
 void express;
