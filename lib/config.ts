@@ -75,6 +75,7 @@ const settingsSchema = z.object({
   TEMPORAL_CLI_PATH: optionalText,
 
   WORKER_SHUTDOWN_GRACE: duration('90s'),
+  WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   ACTIVITY_TIMEOUT: duration('60s'),
 
   SANDBOX_URL: url.default('http://127.0.0.1:4010'),
@@ -136,7 +137,7 @@ export interface Config {
     uiPort: number;
     cliPath?: string;
   };
-  worker: { shutdownGraceMs: number; activityTimeoutMs: number };
+  worker: { shutdownGraceMs: number; activityTimeoutMs: number; metricsPort: number };
   sandbox: { url: string; port: number };
   outreach: { senderEmail: string; sendMode: Settings['SEND_MODE']; approvalTimeoutMs: number };
   redisUrl?: string;
@@ -218,7 +219,7 @@ function buildConfig(s: Settings, secret: Partial<Record<SecretName, string>>): 
       uiUrl: (s.TEMPORAL_UI_URL ?? `http://${host}:${s.TEMPORAL_UI_PORT}`).replace(/\/$/, ''),
       cliPath: s.TEMPORAL_CLI_PATH,
     },
-    worker: { shutdownGraceMs: s.WORKER_SHUTDOWN_GRACE, activityTimeoutMs: s.ACTIVITY_TIMEOUT },
+    worker: { shutdownGraceMs: s.WORKER_SHUTDOWN_GRACE, activityTimeoutMs: s.ACTIVITY_TIMEOUT, metricsPort: s.WORKER_METRICS_PORT },
     sandbox: { url: sandbox, port: s.SANDBOX_PORT },
     outreach: { senderEmail: s.SENDER_EMAIL, sendMode: s.SEND_MODE, approvalTimeoutMs: s.APPROVAL_TIMEOUT },
     redisUrl: s.REDIS_URL,
@@ -274,6 +275,9 @@ function checkPolicy(config: Config, s: Settings, secret: Partial<Record<SecretN
     if (config.providers.google.mode === 'live' && (!secret.GOOGLE_CLIENT_ID || !secret.GOOGLE_CLIENT_SECRET)) {
       problems.push({ setting: 'GOOGLE_CLIENT_ID', message: 'GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are required with GOOGLE_REFRESH_TOKEN' });
     }
+  }
+  if (config.worker.shutdownGraceMs <= config.worker.activityTimeoutMs) {
+    problems.push({ setting: 'WORKER_SHUTDOWN_GRACE', message: `must be longer than ACTIVITY_TIMEOUT (${s.ACTIVITY_TIMEOUT} ms) so running activities can finish on shutdown` });
   }
   if (Boolean(s.TEMPORAL_TLS_CERT_PATH) !== Boolean(s.TEMPORAL_TLS_KEY_PATH)) {
     problems.push({ setting: 'TEMPORAL_TLS_CERT_PATH', message: 'TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be set together' });

@@ -1,12 +1,12 @@
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { runner } from 'node-pg-migrate';
 import type { Logger } from './logger.js';
+import { ROOT } from './paths.js';
 
 export type Pool = pg.Pool;
 
-export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../infra/migrations');
+export const MIGRATIONS_DIR = path.join(ROOT, 'infra/migrations');
 
 export function createPool(url: string, max = 10): pg.Pool {
   const pool = new pg.Pool({
@@ -26,7 +26,20 @@ export function createPool(url: string, max = 10): pg.Pool {
  * Applies pending migrations. Safe to call from every process at start:
  * node-pg-migrate takes an advisory lock, and applied files are skipped.
  */
-export async function migrate(url: string, log?: Logger): Promise<string[]> {
+export async function migrate(url: string, log?: Logger, waitMs = 60_000): Promise<string[]> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      return await migrateOnce(url, log);
+    } catch (err) {
+      // Another process holds the migration lock: it is doing our work; wait for it.
+      if (!/Another migration is already running/.test((err as Error).message) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+async function migrateOnce(url: string, log?: Logger): Promise<string[]> {
   const applied = await runner({
     databaseUrl: url,
     dir: MIGRATIONS_DIR,

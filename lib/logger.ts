@@ -25,3 +25,19 @@ export function createLogger(options: { level?: string; name: string; destinatio
 }
 
 export type { Logger };
+
+type TemporalLevel = 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR';
+
+/** Adapts pino to the Temporal SDK's Logger interface, so SDK logs are JSON lines like ours. */
+export function temporalLogger(log: Logger) {
+  const at = (level: TemporalLevel) => (message: string, meta?: Record<string, unknown>) =>
+    log[level.toLowerCase() as 'info'](meta ?? {}, message);
+  return {
+    log: (level: TemporalLevel, message: string, meta?: Record<string, unknown>) => at(level)(message, meta),
+    trace: at('TRACE'),
+    debug: at('DEBUG'),
+    info: at('INFO'),
+    warn: at('WARN'),
+    error: at('ERROR'),
+  };
+}

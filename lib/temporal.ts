@@ -1,14 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import { SEARCH_ATTRIBUTES } from './search-attributes.js';
 
 type TemporalConfig = Config['temporal'];
 
-async function tlsOptions(cfg: TemporalConfig) {
+export async function tlsOptions(cfg: TemporalConfig) {
   if (!cfg.tls) return undefined;
   if (cfg.tlsCertPath && cfg.tlsKeyPath) {
     return { clientCertPair: { crt: await readFile(cfg.tlsCertPath), key: await readFile(cfg.tlsKeyPath) } };
@@ -30,7 +30,7 @@ export async function connectWorker(cfg: TemporalConfig): Promise<NativeConnecti
   return NativeConnection.connect({ address: cfg.address, tls: await tlsOptions(cfg), apiKey: cfg.apiKey });
 }
 
-const KEYWORD = temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
+const KEYWORD = proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
 
 /**
  * Registers the custom search attributes when the server lacks them (a cluster

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { loadConfigOrExit } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
+import { reportReady } from '../infra/dev/process.js';
 import { allProviders } from './providers/index.js';
 import { startSandbox } from './server.js';
 
@@ -8,15 +9,21 @@ const config = await loadConfigOrExit();
 const log = createLogger({ name: 'sandbox', level: config.logLevel });
 const sandbox = await startSandbox({
   port: config.sandbox.port,
+  host: process.env.SANDBOX_HOST ?? '127.0.0.1',
   stateFile: path.join(config.dataDir, 'sandbox-state.json'),
   providers: allProviders,
 });
 log.info({ url: sandbox.url }, 'sandbox listening');
+reportReady({ url: sandbox.url });
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, async () => {
-    await sandbox.close();
-    log.info('sandbox stopped');
-    process.exit(0);
-  });
+let stopping = false;
+async function stop() {
+  if (stopping) return;
+  stopping = true;
+  await sandbox.close();
+  log.info('sandbox stopped, state saved');
+  process.exit(0);
 }
+process.once('SIGINT', () => void stop());
+process.once('SIGTERM', () => void stop());
+process.on('disconnect', () => void stop());

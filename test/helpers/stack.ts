@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { createPool, migrate, type Pool } from '../../lib/db.js';
 import { allProviders } from '../../sandbox/providers/index.js';
 import { startSandbox, type Sandbox } from '../../sandbox/server.js';
@@ -44,7 +44,20 @@ export async function testSandbox(): Promise<{ sandbox: Sandbox; client: Sandbox
   return { sandbox, client: new SandboxClient(sandbox.url) };
 }
 
+let runtimeInstalled = false;
+/** SDK logs at WARN in tests: state changes of every test worker are noise. */
+export function quietTemporalRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    /* already installed by this process */
+  }
+}
+
 export async function testTemporal(): Promise<{ client: Client; nativeConnection: NativeConnection; address: string; close(): Promise<void> }> {
+  quietTemporalRuntime();
   const address = inject('temporalAddress');
   const connection = await Connection.connect({ address });
   const nativeConnection = await NativeConnection.connect({ address });

@@ -1,0 +1,75 @@
+import { randomUUID } from 'node:crypto';
+import express, { type Request, type Response, type Router } from 'express';
+import helmet from 'helmet';
+import type { Client } from '@temporalio/client';
+import type { Config } from '../lib/config.js';
+import type { Pool } from '../lib/db.js';
+import type { Logger } from '../lib/logger.js';
+import { errorHandler, notFoundHandler, sendProblem } from './problem.js';
+import { checkDependencies, postgresCheck, temporalCheck, type DependencyCheck } from './readiness.js';
+
+export interface AppDeps {
+  config: Config;
+  pool: Pool;
+  temporal: Client;
+  log: Logger;
+  /** Extra readiness checks (e.g. Redis when configured). */
+  checks?: DependencyCheck[];
+  /** Routers mounted under /v1. */
+  v1?: Router[];
+}
+
+/**
+ * The thin HTTP face of Prospector: it validates, starts/signals/queries
+ * workflows and reads the read model. It holds no business state itself.
+ */
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback');
+  app.use(helmet());
+  app.use(requestLog(deps.log));
+  app.use(express.json({ limit: deps.config.api.bodyLimit, type: ['application/json', 'application/*+json'] }));
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  const checks = [postgresCheck(deps.pool), temporalCheck(deps.temporal, deps.config.temporal.namespace), ...(deps.checks ?? [])];
+  app.get('/readyz', async (_req, res) => {
+    const results = await checkDependencies(checks);
+    const down = Object.entries(results).filter(([, r]) => !r.ok);
+    if (down.length === 0) return void res.json({ status: 'ready', checks: results });
+    sendProblem(res, {
+      title: 'Not ready',
+      status: 503,
+      detail: `Unavailable: ${down.map(([, r]) => `${r.label} (${r.error})`).join('; ')}`,
+      down: down.map(([name]) => name),
+      checks: results,
+    });
+  });
+
+  const v1 = express.Router();
+  for (const router of deps.v1 ?? []) v1.use(router);
+  app.use('/v1', v1);
+
+  app.use(notFoundHandler);
+  app.use(errorHandler((err, req) => deps.log.error({ err: { message: err.message, name: err.name, stack: err.stack }, requestId: req.headers['x-request-id'] }, 'unhandled error')));
+  return app;
+}
+
+/** One log line per request, with its id; never headers with credentials, never bodies. */
+function requestLog(log: Logger) {
+  return (req: Request, res: Response, next: () => void) => {
+    const incoming = req.headers['x-request-id'];
+    const requestId = typeof incoming === 'string' && /^[\w-]{1,64}$/.test(incoming) ? incoming : randomUUID();
+    req.headers['x-request-id'] = requestId;
+    res.setHeader('x-request-id', requestId);
+    const started = performance.now();
+    res.on('finish', () => {
+      const level = res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug';
+      log[level]({ requestId, method: req.method, path: req.path, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request');
+    });
+    next();
+  };
+}

@@ -1,0 +1,39 @@
+import type { Server } from 'node:http';
+import { Client, Connection } from '@temporalio/client';
+import { loadConfigOrExit } from '../lib/config.js';
+import { resolveDatabaseUrl } from '../lib/database-url.js';
+import { createPool, migrate } from '../lib/db.js';
+import { createLogger } from '../lib/logger.js';
+import { tlsOptions } from '../lib/temporal.js';
+import { createApp } from './app.js';
+
+// Wiring only. The API starts even when Temporal is not up yet (lazy
+// connection); /readyz says what is missing.
+const config = await loadConfigOrExit();
+const log = createLogger({ name: 'api', level: config.logLevel });
+const databaseUrl = resolveDatabaseUrl(config);
+await migrate(databaseUrl, log);
+const pool = createPool(databaseUrl, config.database.poolMax);
+
+const connection = Connection.lazy({ address: config.temporal.address, tls: await tlsOptions(config.temporal), apiKey: config.temporal.apiKey });
+const temporal = new Client({ connection, namespace: config.temporal.namespace });
+
+const app = createApp({ config, pool, temporal, log });
+const server: Server = app.listen(config.api.port, () => log.info({ port: config.api.port }, 'api listening'));
+server.keepAliveTimeout = 65_000;
+
+let stopping = false;
+async function shutdown(reason: string) {
+  if (stopping) return;
+  stopping = true;
+  log.info({ reason }, 'api stopping');
+  server.close();
+  server.closeIdleConnections();
+  await Promise.allSettled([pool.end(), connection.close()]);
+  log.info('api stopped');
+  process.exit(0);
+}
+process.once('SIGINT', () => void shutdown('SIGINT'));
+process.once('SIGTERM', () => void shutdown('SIGTERM'));
+// Under the dev supervisor: the IPC channel closing means the parent is gone.
+process.on('disconnect', () => void shutdown('parent exited'));

@@ -1,0 +1,66 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Worker } from '@temporalio/worker';
+import { createActivities } from '../../activities/index.js';
+import { loadConfig } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import { createWorkers } from '../../workers/worker.js';
+import { smokeTest } from '../../workflows/index.js';
+import { testDatabase, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+
+describe('smoke workflow on the real Temporal server', () => {
+  let db: Awaited<ReturnType<typeof testDatabase>>;
+  let temporal: Awaited<ReturnType<typeof testTemporal>>;
+  let worker: Worker;
+  let running: Promise<void>;
+  const taskQueue = uniqueTaskQueue('smoke');
+
+  beforeAll(async () => {
+    [db, temporal] = await Promise.all([testDatabase(), testTemporal()]);
+    const config = await loadConfig({ env: {} });
+    const log = createLogger({ name: 'test', level: 'silent' });
+    [worker] = await createWorkers({
+      connection: temporal.nativeConnection,
+      namespace: 'default',
+      activities: createActivities({ config, pool: db.pool, log }),
+      shutdownGraceMs: 1_000,
+      taskQueues: [taskQueue],
+    });
+    running = worker.run();
+  });
+
+  afterAll(async () => {
+    worker?.shutdown();
+    await running;
+    await temporal?.close();
+    await db?.drop();
+  });
+
+  it('runs a workflow whose activity writes the audit trail in PostgreSQL', async () => {
+    const workflowId = `smoke-${Date.now()}`;
+    const result = await temporal.client.workflow.execute(smokeTest, { taskQueue, workflowId, args: ['hello'] });
+    expect(result).toEqual({ workflowId, note: 'hello' });
+
+    const { rows } = await db.pool.query('SELECT actor, action, outcome, details, run_id FROM audit_events WHERE workflow_id = $1', [workflowId]);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ actor: 'system', action: 'smoke_test', outcome: 'ok', details: { note: 'hello' } });
+    expect(rows[0].run_id).toBeTruthy();
+
+    const history = await temporal.client.workflow.getHandle(workflowId).fetchHistory();
+    const scheduled = history.events!.filter((e) => e.activityTaskScheduledEventAttributes);
+    expect(scheduled.map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name)).toEqual(['appendAudit']);
+  });
+
+  it('writes one audit row per event key even when the activity is retried', async () => {
+    const activities = createActivities({ config: await loadConfig({ env: {} }), pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) });
+    const event = { eventKey: 'retry-key', actor: 'system', kind: 'system' as const, action: 'x', outcome: 'ok' };
+    await activities.appendAudit(event);
+    await activities.appendAudit(event);
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM audit_events WHERE event_key = 'retry-key'`);
+    expect(rows[0].n).toBe(1);
+  });
+
+  it('refuses to rewrite the audit trail', async () => {
+    await expect(db.pool.query(`UPDATE audit_events SET outcome = 'forged'`)).rejects.toThrow(/append-only/);
+    await expect(db.pool.query('DELETE FROM audit_events')).rejects.toThrow(/append-only/);
+  });
+});

@@ -1,0 +1,49 @@
+import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
+import { createActivities } from '../activities/index.js';
+import { loadConfigOrExit } from '../lib/config.js';
+import { createPool, migrate } from '../lib/db.js';
+import { createLogger, temporalLogger } from '../lib/logger.js';
+import { connectClient, connectWorker, ensureSearchAttributes } from '../lib/temporal.js';
+import { resolveDatabaseUrl } from '../lib/database-url.js';
+import { createWorkers, runWorkers } from './worker.js';
+
+// Wiring only: configuration, connections, telemetry, then run until a signal.
+const config = await loadConfigOrExit();
+const log = createLogger({ name: 'worker', level: config.logLevel });
+
+Runtime.install({
+  logger: temporalLogger(log),
+  telemetryOptions: {
+    logging: { filter: makeTelemetryFilterString({ core: 'WARN' }), forward: {} },
+    metrics: config.worker.metricsPort > 0 ? { prometheus: { bindAddress: `0.0.0.0:${config.worker.metricsPort}` } } : undefined,
+  },
+});
+
+const databaseUrl = resolveDatabaseUrl(config);
+await migrate(databaseUrl, log);
+const pool = createPool(databaseUrl, config.database.poolMax);
+
+const client = await connectClient(config.temporal);
+await ensureSearchAttributes(client, config.temporal.namespace, log);
+const connection = await connectWorker(config.temporal);
+
+const workers = await createWorkers({
+  connection,
+  namespace: config.temporal.namespace,
+  activities: createActivities({ config, pool, log }),
+  shutdownGraceMs: config.worker.shutdownGraceMs,
+  prebuilt: process.env.NODE_ENV === 'production',
+  log,
+});
+
+// Under the dev supervisor an IPC channel exists: when it closes, the parent is gone.
+process.on('disconnect', () => workers.forEach((w) => w.shutdown()));
+
+log.info({ taskQueues: workers.map((w) => w.options.taskQueue), metricsPort: config.worker.metricsPort }, 'worker running');
+await runWorkers(workers);
+await pool.end();
+await connection.close();
+await client.connection.close();
+log.info('worker stopped');
+// The native runtime can keep the event loop alive after shutdown; we are done.
+process.exit(0);

@@ -1,0 +1,61 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { bundleWorkflowCode, NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import type { Logger } from '../lib/logger.js';
+import { temporalLogger } from '../lib/logger.js';
+import type { Activities } from '../activities/index.js';
+import { COMPILED, ROOT } from '../lib/paths.js';
+import { TASK_QUEUES } from '../lib/search-attributes.js';
+
+/** Workflow source for development; production loads the prebuilt bundle. */
+export const WORKFLOWS_PATH = COMPILED ? path.join(ROOT, 'dist/workflows/index.js') : path.join(ROOT, 'workflows/index.ts');
+export const WORKFLOW_BUNDLE_PATH = path.join(ROOT, 'dist/workflow-bundle.js');
+
+export interface WorkerSetup {
+  connection: NativeConnection;
+  namespace: string;
+  activities: Activities;
+  shutdownGraceMs: number;
+  /** Defaults to both queues; tests pass their own names. */
+  taskQueues?: string[];
+  /** Use the prebuilt bundle (production start). */
+  prebuilt?: boolean;
+  options?: Partial<WorkerOptions>;
+  log?: Logger;
+}
+
+/** One Worker per task queue, sharing a connection and the activity instances. */
+export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
+  const queues = setup.taskQueues ?? Object.values(TASK_QUEUES);
+  if (setup.prebuilt && !existsSync(WORKFLOW_BUNDLE_PATH)) {
+    throw new Error(`prebuilt workflow bundle missing at ${WORKFLOW_BUNDLE_PATH}: run npm run build`);
+  }
+  // Bundle once for all queues (webpack is the slow part of a dev start).
+  const workflowBundle = setup.prebuilt
+    ? { codePath: WORKFLOW_BUNDLE_PATH }
+    : await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: setup.log ? quiet(setup.log) : undefined });
+  return Promise.all(
+    queues.map((taskQueue) =>
+      Worker.create({
+        connection: setup.connection,
+        namespace: setup.namespace,
+        taskQueue,
+        activities: setup.activities,
+        shutdownGraceTime: setup.shutdownGraceMs,
+        workflowBundle,
+        ...setup.options,
+      }),
+    ),
+  );
+}
+
+/** Runs workers until every one has shut down (Temporal handles SIGINT/SIGTERM). */
+export async function runWorkers(workers: Worker[]): Promise<void> {
+  await Promise.all(workers.map((w) => w.run()));
+}
+
+/** Webpack's build report is noise at info level; keep it at debug. */
+function quiet(log: Logger) {
+  const base = temporalLogger(log);
+  return { ...base, info: base.debug };
+}
