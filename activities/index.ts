@@ -1,6 +1,8 @@
 import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
+import { createHarvestActivities } from './harvest.js';
+import { createIntakeActivities } from './intake.js';
 import { createAuditStore } from './store.js';
 
 /** What activities are built from: created once per worker process. */
@@ -14,6 +16,8 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createAuditStore(deps.pool),
+    ...createIntakeActivities(deps),
+    ...createHarvestActivities(deps),
   };
 }
 

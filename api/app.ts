@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import express, { type Request, type Response, type Router } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import helmet from 'helmet';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
 import { errorHandler, notFoundHandler, sendProblem } from './problem.js';
+import { buildRouter, type AnyRoute, type RouteMiddleware } from './route.js';
 import { checkDependencies, postgresCheck, temporalCheck, type DependencyCheck } from './readiness.js';
 
 export interface AppDeps {
@@ -15,8 +16,12 @@ export interface AppDeps {
   log: Logger;
   /** Extra readiness checks (e.g. Redis when configured). */
   checks?: DependencyCheck[];
-  /** Routers mounted under /v1. */
-  v1?: Router[];
+  /** Declared routes mounted under /v1. */
+  routes?: AnyRoute[];
+  /** Per-route middleware (auth, rate limits) applied to every declared route. */
+  routeMiddleware?: RouteMiddleware[];
+  /** Mounted before the routes, outside /v1 (metrics, docs, the approval inbox). */
+  extras?: { path: string; handler: RequestHandler | express.Router }[];
 }
 
 /**
@@ -49,9 +54,8 @@ export function createApp(deps: AppDeps): express.Express {
     });
   });
 
-  const v1 = express.Router();
-  for (const router of deps.v1 ?? []) v1.use(router);
-  app.use('/v1', v1);
+  for (const extra of deps.extras ?? []) app.use(extra.path, extra.handler);
+  app.use('/v1', buildRouter(deps.routes ?? [], deps.routeMiddleware));
 
   app.use(notFoundHandler);
   app.use(errorHandler((err, req) => deps.log.error({ err: { message: err.message, name: err.name, stack: err.stack }, requestId: req.headers['x-request-id'] }, 'unhandled error')));

@@ -5,7 +5,7 @@ import { resolveDatabaseUrl } from '../lib/database-url.js';
 import { createPool, migrate } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { tlsOptions } from '../lib/temporal.js';
-import { createApp } from './app.js';
+import { buildApi } from './server.js';
 
 // Wiring only. The API starts even when Temporal is not up yet (lazy
 // connection); /readyz says what is missing.
@@ -18,7 +18,8 @@ const pool = createPool(databaseUrl, config.database.poolMax);
 const connection = Connection.lazy({ address: config.temporal.address, tls: await tlsOptions(config.temporal), apiKey: config.temporal.apiKey });
 const temporal = new Client({ connection, namespace: config.temporal.namespace });
 
-const app = createApp({ config, pool, temporal, log });
+const api = await buildApi({ config, pool, temporal, log });
+const app = api.app;
 const server: Server = app.listen(config.api.port, () => log.info({ port: config.api.port }, 'api listening'));
 server.keepAliveTimeout = 65_000;
 
@@ -29,7 +30,7 @@ async function shutdown(reason: string) {
   log.info({ reason }, 'api stopping');
   server.close();
   server.closeIdleConnections();
-  await Promise.allSettled([pool.end(), connection.close()]);
+  await Promise.allSettled([api.close(), pool.end(), connection.close()]);
   log.info('api stopped');
   process.exit(0);
 }

@@ -1,0 +1,2 @@
+// Placeholder: the signal harvest workflow lives here.
+export {};

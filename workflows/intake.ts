@@ -1,0 +1,2 @@
+// Placeholder: the prospect intake workflow lives here.
+export {};
