@@ -5,6 +5,7 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
+import { createApiMetrics } from './metrics.js';
 import { errorHandler, notFoundHandler, sendProblem } from './problem.js';
 import { buildRouter, type AnyRoute, type RouteMiddleware } from './route.js';
 import { checkDependencies, postgresCheck, temporalCheck, type DependencyCheck } from './readiness.js';
@@ -33,8 +34,11 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
   app.use(helmet());
-  app.use(requestLog(deps.log));
+  const metrics = createApiMetrics();
+  app.use(requestLog(deps.log, metrics.observe));
   app.use(express.json({ limit: deps.config.api.bodyLimit, type: ['application/json', 'application/*+json'] }));
+
+  app.get('/metrics', metrics.handler);
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -63,7 +67,7 @@ export function createApp(deps: AppDeps): express.Express {
 }
 
 /** One log line per request, with its id; never headers with credentials, never bodies. */
-function requestLog(log: Logger) {
+function requestLog(log: Logger, observe: (req: Request, res: Response, seconds: number) => void) {
   return (req: Request, res: Response, next: () => void) => {
     const incoming = req.headers['x-request-id'];
     const requestId = typeof incoming === 'string' && /^[\w-]{1,64}$/.test(incoming) ? incoming : randomUUID();
@@ -71,6 +75,7 @@ function requestLog(log: Logger) {
     res.setHeader('x-request-id', requestId);
     const started = performance.now();
     res.on('finish', () => {
+      observe(req, res, (performance.now() - started) / 1000);
       const level = res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug';
       log[level]({ requestId, method: req.method, path: req.path, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request');
     });

