@@ -9,7 +9,7 @@ import { TASK_QUEUES } from '../lib/search-attributes.js';
 
 /** Workflow source for development; production loads the prebuilt bundle. */
 export const WORKFLOWS_PATH = COMPILED ? path.join(ROOT, 'dist/workflows/index.js') : path.join(ROOT, 'workflows/index.ts');
-export const WORKFLOW_BUNDLE_PATH = path.join(ROOT, 'dist/workflow-bundle.js');
+export const WORKFLOW_BUNDLE_PATH = process.env.WORKFLOW_BUNDLE_PATH ?? path.join(ROOT, 'dist/workflow-bundle.js');
 
 export interface WorkerSetup {
   connection: NativeConnection;
@@ -20,6 +20,8 @@ export interface WorkerSetup {
   taskQueues?: string[];
   /** Use the prebuilt bundle (production start). */
   prebuilt?: boolean;
+  /** A prebuilt bundle at this path (implies prebuilt). */
+  bundlePath?: string;
   options?: Partial<WorkerOptions>;
   log?: Logger;
 }
@@ -27,12 +29,13 @@ export interface WorkerSetup {
 /** One Worker per task queue, sharing a connection and the activity instances. */
 export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
   const queues = setup.taskQueues ?? Object.values(TASK_QUEUES);
-  if (setup.prebuilt && !existsSync(WORKFLOW_BUNDLE_PATH)) {
-    throw new Error(`prebuilt workflow bundle missing at ${WORKFLOW_BUNDLE_PATH}: run npm run build`);
+  const bundlePath = setup.bundlePath ?? (setup.prebuilt ? WORKFLOW_BUNDLE_PATH : undefined);
+  if (bundlePath && !existsSync(bundlePath)) {
+    throw new Error(`prebuilt workflow bundle missing at ${bundlePath}: run npm run build`);
   }
   // Bundle once for all queues (webpack is the slow part of a dev start).
-  const workflowBundle = setup.prebuilt
-    ? { codePath: WORKFLOW_BUNDLE_PATH }
+  const workflowBundle = bundlePath
+    ? { codePath: bundlePath }
     : await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: setup.log ? quiet(setup.log) : undefined });
   return Promise.all(
     queues.map((taskQueue) =>

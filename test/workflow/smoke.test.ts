@@ -1,8 +1,13 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
+import { ROOT } from '../../lib/paths.js';
 import { createWorkers } from '../../workers/worker.js';
 import { smokeTest } from '../../workflows/index.js';
 import { testDatabase, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
@@ -48,6 +53,32 @@ describe('smoke workflow on the real Temporal server', () => {
     const history = await temporal.client.workflow.getHandle(workflowId).fetchHistory();
     const scheduled = history.events!.filter((e) => e.activityTaskScheduledEventAttributes);
     expect(scheduled.map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name)).toEqual(['appendAudit']);
+  });
+
+  it('runs from the prebuilt workflow bundle that production workers load', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bundle-'));
+    const bundlePath = path.join(dir, 'workflow-bundle.js');
+    const built = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/bundle.ts')], {
+      cwd: ROOT,
+      env: { ...process.env, WORKFLOW_BUNDLE_PATH: bundlePath },
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    expect(built.status, built.stderr).toBe(0);
+    expect(statSync(bundlePath).size).toBeGreaterThan(100_000);
+
+    const queue = uniqueTaskQueue('prebuilt');
+    const [prebuilt] = await createWorkers({
+      connection: temporal.nativeConnection,
+      namespace: 'default',
+      activities: createActivities({ config: await loadConfig({ env: {} }), pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }),
+      shutdownGraceMs: 1_000,
+      taskQueues: [queue],
+      bundlePath,
+    });
+    const result = await prebuilt!.runUntil(temporal.client.workflow.execute(smokeTest, { taskQueue: queue, workflowId: `prebuilt-${Date.now()}`, args: ['bundled'] }));
+    expect(result.note).toBe('bundled');
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('writes one audit row per event key even when the activity is retried', async () => {
