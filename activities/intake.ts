@@ -1,6 +1,400 @@
 import type { ActivityDeps } from './index.js';
+import type { Decision, Fact, SendMode, Slot, Stage } from '../lib/prospect.js';
+import { draftMessageId, effectKey } from '../lib/prospect.js';
+import { createGmail, createCalendar, createGoogleAuth, type Calendar, type Gmail } from './google.js';
+import { createHubspot } from './hubspot.js';
+import { createOpenAI } from './openai.js';
+import { proposeSlots } from './calendar-slots.js';
+import { createCrmRecords, type CrmRecords, type LeadForCrm, type ResolvedCrm } from './crm-records.js';
+import { checkGuards, withOptOut, writeEmail, type WriteOutcome, type WriterContext } from './email-writer.js';
+import { contentHash, createGmailDrafts, type DraftContent, type DraftRef, type EmailContext, type GmailDrafts } from './gmail-drafts.js';
+import { withHeartbeat } from './intake-errors.js';
+import { appendIntakeAudit, commitStep, inTransaction, readSettings, writeReadModel, type AuditEntry, type ProgressStamp, type ReadModelPatch } from './prospects-store.js';
+import { recordFinalStage, screenLead, type ScreenInput, type ScreenResult, type ScreenedLead } from './screening.js';
 
-// Placeholder: the prospect intake activities are created here.
-export function createIntakeActivities(_deps: ActivityDeps) {
-  return {};
+/**
+ * The prospect intake's activities: each is one step of the workflow, calls
+ * the real provider SDK, and ends by committing its audit row and read-model
+ * change. Every one is safe to retry (see the modules they call for how).
+ */
+
+export interface SenderProfile {
+  email: string;
+  name: string;
+  company: string;
+  timeZone: string;
+  workingHours: { start: string; end: string };
 }
+
+export interface IntakeLinks {
+  inbox: string;
+  temporal: string;
+}
+
+export interface DraftRecordInput {
+  draft: DraftContent;
+  factsUsed: string[];
+}
+
+export interface TaskInput {
+  subject: string;
+  prospect: { email: string; name?: string; company?: string };
+  deadline: string;
+  ownerId?: string;
+  contactId: string;
+  companyId?: string;
+  mode: string;
+}
+
+export interface NoteInput {
+  prospect: { email: string; name?: string; company?: string };
+  subject: string;
+  version: number;
+  replying: boolean;
+  slots: Slot[];
+  facts: Fact[];
+  factsUsed: string[];
+  deadline: string;
+  mode: string;
+  ownerId?: string;
+  contactId: string;
+  companyId?: string;
+}
+
+export interface CloseOutInput {
+  decision: Decision;
+  mode: string;
+  sent?: { gmailMessageId: string };
+  taskId?: string;
+  draftId?: string;
+  ownerId?: string;
+  contactId?: string;
+  companyId?: string;
+  /** Why the close-out happened when it is not a decision (send refused, failure). */
+  note?: string;
+}
+
+export interface NeedsHumanInput {
+  prospect: { email: string; name?: string; company?: string };
+  problems: string[];
+  ownerId?: string;
+  contactId: string;
+  companyId?: string;
+}
+
+export interface RecordInput {
+  audit: AuditEntry;
+  patch?: ReadModelPatch;
+  /** Set on the last record of an intake: its end stage for the contact history. */
+  finalStage?: Stage;
+}
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+export function intakeLinks(deps: ActivityDeps, stamp: Pick<ProgressStamp, 'workflowId' | 'runId'>): IntakeLinks {
+  const { config } = deps;
+  return {
+    inbox: `${config.api.publicUrl.replace(/\/$/, '')}/inbox?prospect=${encodeURIComponent(stamp.workflowId)}`,
+    temporal: `${config.temporal.uiUrl}/namespaces/${encodeURIComponent(config.temporal.namespace)}/workflows/${encodeURIComponent(stamp.workflowId)}/${stamp.runId}/history`,
+  };
+}
+
+export function createIntakeActivities(deps: ActivityDeps) {
+  const { config, pool } = deps;
+  // Clients are made on first use: a worker that never runs an intake never touches Google.
+  let google: { gmail: Gmail; calendar: Calendar } | undefined;
+  const googleClients = () => {
+    if (!google) {
+      const auth = createGoogleAuth(config.providers.google, { timeoutMs: 15_000 });
+      google = {
+        gmail: createGmail(config.providers.google, { auth, timeoutMs: 15_000 }),
+        calendar: createCalendar(config.providers.google, { auth, timeoutMs: 15_000 }),
+      };
+    }
+    return google;
+  };
+  let drafts: GmailDrafts | undefined;
+  const gmailDrafts = () => (drafts ??= createGmailDrafts(googleClients().gmail, pool));
+  let crm: CrmRecords | undefined;
+  const crmRecords = () => (crm ??= createCrmRecords(createHubspot(config.providers.hubspot), pool));
+  let openai: ReturnType<typeof createOpenAI> | undefined;
+  const llm = () => (openai ??= createOpenAI(config.providers.openai, { timeoutMs: 45_000 }));
+
+  return {
+    /** Step 1: normalise, suppression list, re-contact window, caps, pause. */
+    async intakeScreen(stamp: ProgressStamp, input: ScreenInput & { sender?: string; mode?: SendMode; approvalTimeoutMs?: number }): Promise<ScreenResult> {
+      return screenLead(pool, stamp, input, {
+        sender: input.sender ?? config.outreach.senderEmail,
+        mode: input.mode ?? config.outreach.sendMode,
+        approvalTimeoutMs: input.approvalTimeoutMs ?? config.outreach.approvalTimeoutMs,
+      });
+    },
+
+    /** Step 2: the HubSpot contact (created when missing), company, association, owner; and who the sender is. */
+    async intakeResolveCrm(stamp: ProgressStamp, input: { lead: ScreenedLead; sender: string }): Promise<{ crm: ResolvedCrm; sender: SenderProfile }> {
+      const resolved = await withHeartbeat(() => crmRecords().resolve(input.lead as LeadForCrm, input.sender));
+      const settings = await readSettings(pool);
+      const sender: SenderProfile = {
+        email: input.sender,
+        name: resolved.senderName ?? input.sender.split('@')[0]!,
+        company: settings.senderCompany,
+        timeZone: settings.senderTimeZone,
+        workingHours: { start: settings.workingHoursStart, end: settings.workingHoursEnd },
+      };
+      const owner = resolved.owner?.email ?? resolved.owner?.id;
+      await commitStep(
+        pool,
+        { ...stamp, owner },
+        {
+          kind: 'step',
+          action: 'resolve',
+          outcome: resolved.contact.created ? 'contact_created' : 'contact_found',
+          details: { contactId: resolved.contact.id, companyId: resolved.company?.id ?? null, ownerId: resolved.owner?.id ?? null },
+        },
+        { data: { crm: { contactId: resolved.contact.id, companyId: resolved.company?.id, ownerId: resolved.owner?.id }, facts: resolved.facts } },
+      );
+      return { crm: resolved, sender };
+    },
+
+    /** Step 3: Gmail threads with the prospect. */
+    async intakeGatherContext(stamp: ProgressStamp, input: { email: string }): Promise<EmailContext> {
+      const context = await withHeartbeat(() => gmailDrafts().gatherContext(input.email));
+      await commitStep(
+        pool,
+        stamp,
+        { kind: 'step', action: 'context', outcome: context.reply ? 'reply_in_thread' : context.threadCount ? 'old_threads' : 'no_threads', details: { threads: context.threadCount, threadId: context.reply?.threadId ?? null } },
+        { data: { threads: context.threadCount, replying: Boolean(context.reply) } },
+      );
+      return context;
+    },
+
+    /** Step 4: three free 30-minute slots. */
+    async intakeProposeSlots(stamp: ProgressStamp, input: { sender: SenderProfile; prospectTimeZone?: string }): Promise<Slot[]> {
+      const slots = await withHeartbeat(() =>
+        proposeSlots(googleClients().calendar, {
+          senderEmail: input.sender.email,
+          senderTimeZone: input.sender.timeZone,
+          prospectTimeZone: input.prospectTimeZone,
+          workingHours: input.sender.workingHours,
+        }),
+      );
+      await commitStep(pool, stamp, { kind: 'step', action: 'slots', outcome: slots.length ? 'proposed' : 'none_free', details: { slots: slots.map((s) => s.start) } }, { data: { slots } });
+      return slots;
+    },
+
+    /** Step 5: one LLM draft, judged by the grounding check and the guards. */
+    async intakeWriteDraft(stamp: ProgressStamp, input: { context: WriterContext; attempt: number; feedback: string[] }): Promise<WriteOutcome> {
+      const outcome = await writeEmail(llm(), config.providers.openai.model, input.context, input.feedback);
+      await commitStep(
+        pool,
+        stamp,
+        { key: `write:${input.attempt}`, kind: 'step', action: 'write', outcome: outcome.ok ? 'grounded' : 'rejected', details: { attempt: input.attempt, problems: outcome.problems, factsUsed: outcome.factsUsed, model: outcome.model, tokens: outcome.tokens ?? null } },
+        { data: { grounding: { attempts: input.attempt, problems: outcome.problems } } },
+      );
+      return outcome;
+    },
+
+    /** Step 6: the Gmail draft, once per intake. */
+    async intakeCreateDraft(stamp: ProgressStamp, input: DraftRecordInput): Promise<DraftRef> {
+      const ref = await withHeartbeat(() => gmailDrafts().ensureDraft(input.draft));
+      await commitStep(
+        pool,
+        stamp,
+        { kind: 'step', action: 'draft', outcome: ref.created ? 'created' : 'found_existing', details: { draftId: ref.draftId, messageId: input.draft.messageId, threadId: ref.threadId, replying: Boolean(input.draft.reply) } },
+        { subject: input.draft.subject, data: { draft: draftView(input.draft, ref, input.factsUsed) } },
+      );
+      return ref;
+    },
+
+    /** Step 7a: the owner's "review and send" task. */
+    async intakeCreateTask(stamp: ProgressStamp, input: TaskInput): Promise<{ taskId: string }> {
+      const links = intakeLinks(deps, stamp);
+      const who = input.prospect.name ? `${input.prospect.name} <${input.prospect.email}>` : input.prospect.email;
+      const verb = input.mode === 'send_on_approval' ? 'approve (Prospector sends on approval)' : 'approve, then send from Gmail';
+      const task = await withHeartbeat(() =>
+        crmRecords().ensureTask(stamp.intakeKey, effectKey(stamp.intakeKey, 'task'), {
+          subject: `Review and send: ${input.subject}`,
+          body: `<p>Draft to ${esc(who)}${input.prospect.company ? ` at ${esc(input.prospect.company)}` : ''} is waiting: ${esc(verb)} by ${esc(input.deadline)}.</p><p><a href="${esc(links.inbox)}">Approval inbox</a> · <a href="${esc(links.temporal)}">Workflow in Temporal</a></p>`,
+          dueAt: input.deadline,
+          ownerId: input.ownerId,
+          contactId: input.contactId,
+          companyId: input.companyId,
+        }),
+      );
+      await commitStep(pool, stamp, { kind: 'step', action: 'task', outcome: task.created ? 'created' : 'found_existing', details: { taskId: task.id } }, { data: { taskId: task.id } });
+      return { taskId: task.id };
+    },
+
+    /** Step 7b: the summary note with links. */
+    async intakeAddNote(stamp: ProgressStamp, input: NoteInput): Promise<{ noteId: string }> {
+      const links = intakeLinks(deps, stamp);
+      const used = input.facts.filter((f) => input.factsUsed.includes(f.id));
+      const body = [
+        `<p><strong>Prospector drafted ${input.replying ? 'a reply in the existing thread' : 'a first email'}</strong> to ${esc(input.prospect.name ?? input.prospect.email)} (${esc(input.prospect.email)}): “${esc(input.subject)}” (draft v${input.version}).</p>`,
+        `<p>Proposed times: ${input.slots.map((s) => esc(s.label)).join('; ') || 'none free'}.</p>`,
+        `<p>Grounded on: ${used.map((f) => esc(f.text)).join(' ') || 'no CRM facts'}.</p>`,
+        `<p>Mode: ${esc(input.mode)}. Awaiting approval until ${esc(input.deadline)}.</p>`,
+        `<p><a href="${esc(links.inbox)}">Approval inbox</a> · <a href="${esc(links.temporal)}">Workflow in Temporal</a></p>`,
+      ].join('');
+      const note = await withHeartbeat(() =>
+        crmRecords().ensureNote(stamp.intakeKey, effectKey(stamp.intakeKey, 'note'), { body, at: new Date().toISOString(), ownerId: input.ownerId, contactId: input.contactId, companyId: input.companyId }),
+      );
+      await commitStep(pool, stamp, { kind: 'step', action: 'note', outcome: note.created ? 'created' : 'found_existing', details: { noteId: note.id } }, { data: { noteId: note.id, links } });
+      return { noteId: note.id };
+    },
+
+    /** A database-only record: the gate opening, a signal accepted or refused, an end state. */
+    async intakeRecord(stamp: ProgressStamp, input: RecordInput): Promise<void> {
+      await inTransaction(pool, async (db) => {
+        await appendIntakeAudit(db, stamp, input.audit);
+        await writeReadModel(db, stamp, input.patch);
+        if (input.finalStage) await recordFinalStage(db, stamp.intakeKey, input.finalStage);
+      });
+    },
+
+    /** The approval of one draft version, recorded where the send step will look for it. */
+    async intakeRecordApproval(
+      stamp: ProgressStamp,
+      input: { version: number; approver: string; reason?: string; requestId?: string; messageId: string; subject: string; body: string },
+    ): Promise<void> {
+      await inTransaction(pool, async (db) => {
+        await db.query(
+          `INSERT INTO intake_approvals (intake_key, version, workflow_id, run_id, approver, reason, message_id, content_hash, request_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (intake_key, version) DO NOTHING`,
+          [stamp.intakeKey, input.version, stamp.workflowId, stamp.runId, input.approver, input.reason ?? null, input.messageId, contentHash(input.subject, input.body), input.requestId ?? null],
+        );
+        await appendIntakeAudit(db, stamp, {
+          kind: 'decision',
+          action: 'approve',
+          outcome: 'approved',
+          actor: input.approver,
+          details: { version: input.version, messageId: input.messageId, reason: input.reason ?? null, requestId: input.requestId ?? null },
+        });
+        await writeReadModel(db, stamp, { data: { decision: { outcome: 'approved', by: input.approver, version: input.version, reason: input.reason } } });
+      });
+    },
+
+    /** An edit: guards, then the Gmail draft gets the new version. Refused edits change nothing. */
+    async intakeReviseDraft(
+      stamp: ProgressStamp,
+      input: { draftId: string; base: DraftContent; subject?: string; body?: string; editor: string; requestId?: string; factsUsed: string[] },
+    ): Promise<{ applied: true; draft: DraftContent; ref: DraftRef } | { applied: false; problems: string[] }> {
+      const subject = (input.subject ?? input.base.subject).trim();
+      const body = withOptOut(input.body ?? input.base.body);
+      const problems = checkGuards({ subject, body });
+      if (problems.length) return { applied: false, problems };
+      const version = input.base.version + 1;
+      const draft: DraftContent = { ...input.base, subject, body, version, messageId: draftMessageId(stamp.intakeKey, version, input.base.from.address) };
+      const ref = await withHeartbeat(() => gmailDrafts().reviseDraft(input.draftId, draft));
+      await commitStep(
+        pool,
+        { ...stamp, draftVersion: version },
+        { key: `edit:v${version}`, kind: 'signal', action: 'edit', outcome: 'applied', actor: input.editor, details: { version, messageId: draft.messageId, requestId: input.requestId ?? null } },
+        { subject, data: { draft: { ...draftView(draft, ref, input.factsUsed), editedBy: input.editor } } },
+      );
+      return { applied: true, draft, ref };
+    },
+
+    /** send_on_approval: the only activity that sends. It re-checks the recorded approval itself. */
+    async intakeSendDraft(stamp: ProgressStamp, input: { version: number; draftId: string; messageId: string }): Promise<{ gmailMessageId: string; alreadySent: boolean }> {
+      const sent = await withHeartbeat(() => gmailDrafts().sendApprovedDraft({ intakeKey: stamp.intakeKey, ...input }));
+      await commitStep(
+        pool,
+        stamp,
+        { kind: 'step', action: 'send', outcome: sent.alreadySent ? 'found_sent' : 'sent', details: { version: input.version, messageId: input.messageId, gmailMessageId: sent.gmailMessageId } },
+        { data: { sent: { gmailMessageId: sent.gmailMessageId, version: input.version, at: new Date().toISOString() } } },
+      );
+      return sent;
+    },
+
+    /** After the decision: draft removed when rejected/expired, task closed, a decision note, the end state. */
+    async intakeCloseOut(stamp: ProgressStamp, input: CloseOutInput): Promise<{ noteId?: string }> {
+      const d = input.decision;
+      const removeDraft = d.outcome !== 'approved' && input.draftId;
+      const draftRemoved = removeDraft ? await withHeartbeat(() => gmailDrafts().deleteDraft(input.draftId!)) : false;
+      if (input.taskId) await withHeartbeat(() => crmRecords().completeTask(input.taskId!));
+      let noteId: string | undefined;
+      if (input.contactId) {
+        const what =
+          d.outcome === 'approved'
+            ? input.sent
+              ? `Draft v${d.version} approved by ${d.by} and sent by Prospector.`
+              : input.mode === 'send_on_approval'
+                ? `Draft v${d.version} approved by ${d.by}; not sent: ${input.note ?? 'see the workflow'}.`
+                : `Draft v${d.version} approved by ${d.by}. It waits in Gmail drafts, marked approved, for you to send.`
+            : d.outcome === 'rejected'
+              ? `Draft rejected by ${d.by}${d.reason ? `: ${d.reason}` : ''}. The Gmail draft was deleted.`
+              : 'No decision before the approval deadline: the intake expired and the Gmail draft was deleted.';
+        const links = intakeLinks(deps, stamp);
+        const note = await withHeartbeat(() =>
+          crmRecords().ensureNote(stamp.intakeKey, effectKey(stamp.intakeKey, 'decision-note'), {
+            body: `<p><strong>Prospector:</strong> ${esc(what)}</p><p><a href="${esc(links.temporal)}">Workflow in Temporal</a></p>`,
+            at: new Date().toISOString(),
+            ownerId: input.ownerId,
+            contactId: input.contactId!,
+            companyId: input.companyId,
+          }),
+        );
+        noteId = note.id;
+      }
+      await inTransaction(pool, async (db) => {
+        await appendIntakeAudit(db, stamp, {
+          kind: 'step',
+          action: 'close',
+          outcome: stamp.stage.toLowerCase(),
+          details: { decision: d.outcome, draftRemoved, taskClosed: Boolean(input.taskId), decisionNoteId: noteId ?? null, note: input.note ?? null },
+        });
+        await writeReadModel(db, stamp, { reason: input.note, data: { decision: d, decisionNoteId: noteId } });
+        await recordFinalStage(db, stamp.intakeKey, stamp.stage);
+      });
+      return { noteId };
+    },
+
+    /** Grounding failed twice: a human writes this one; the owner gets a task and a note saying why. */
+    async intakeNeedsHuman(stamp: ProgressStamp, input: NeedsHumanInput): Promise<{ taskId: string; noteId: string }> {
+      const links = intakeLinks(deps, stamp);
+      const who = input.prospect.name ? `${input.prospect.name} <${input.prospect.email}>` : input.prospect.email;
+      const why = input.problems.map(esc).join('; ');
+      const task = await withHeartbeat(() =>
+        crmRecords().ensureTask(stamp.intakeKey, effectKey(stamp.intakeKey, 'human-task'), {
+          subject: `Write by hand: first email to ${who}`,
+          body: `<p>Prospector could not write a grounded draft (${why}). Please write this one yourself.</p><p><a href="${esc(links.temporal)}">Workflow in Temporal</a></p>`,
+          dueAt: new Date(Date.now() + 86_400_000).toISOString(),
+          ownerId: input.ownerId,
+          contactId: input.contactId,
+          companyId: input.companyId,
+        }),
+      );
+      const note = await withHeartbeat(() =>
+        crmRecords().ensureNote(stamp.intakeKey, effectKey(stamp.intakeKey, 'human-note'), {
+          body: `<p><strong>Prospector needs a human:</strong> no draft was created for ${esc(who)} because the writer's drafts failed our checks: ${why}.</p>`,
+          at: new Date().toISOString(),
+          ownerId: input.ownerId,
+          contactId: input.contactId,
+          companyId: input.companyId,
+        }),
+      );
+      await inTransaction(pool, async (db) => {
+        await appendIntakeAudit(db, stamp, { kind: 'step', action: 'needs_human', outcome: 'handed_over', details: { problems: input.problems, taskId: task.id, noteId: note.id } });
+        await writeReadModel(db, stamp, { reason: `grounding: ${input.problems.join('; ')}`, data: { taskId: task.id, noteId: note.id } });
+        await recordFinalStage(db, stamp.intakeKey, stamp.stage);
+      });
+      return { taskId: task.id, noteId: note.id };
+    },
+  };
+}
+
+function draftView(d: DraftContent, ref: DraftRef, factsUsed: string[]) {
+  return {
+    version: d.version,
+    subject: d.subject,
+    body: d.body,
+    draftId: ref.draftId,
+    messageId: d.messageId,
+    threadId: ref.threadId || d.reply?.threadId,
+    replying: Boolean(d.reply),
+    factsUsed,
+  };
+}
+
+export type IntakeActivities = ReturnType<typeof createIntakeActivities>;

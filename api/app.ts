@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import express, { type Request, type RequestHandler, type Response } from 'express';
+import cors from 'cors';
 import helmet from 'helmet';
 import type { Client } from '@temporalio/client';
 import type { Config } from '../lib/config.js';
@@ -34,9 +35,18 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
   app.use(helmet());
+  // Browsers may call the API only from the configured origins (CORS_ORIGINS); none by default.
+  if (deps.config.api.corsOrigins.length > 0) app.use(corsAllowList(deps.config.api.corsOrigins));
   const metrics = createApiMetrics();
   app.use(requestLog(deps.log, metrics.observe));
-  app.use(express.json({ limit: deps.config.api.bodyLimit, type: ['application/json', 'application/*+json'] }));
+  // The raw bytes are kept for signature checks (HubSpot v3 signs the body as sent).
+  app.use(
+    express.json({
+      limit: deps.config.api.bodyLimit,
+      type: ['application/json', 'application/*+json'],
+      verify: (req, _res, buf) => void ((req as Request & { rawBody?: Buffer }).rawBody = buf),
+    }),
+  );
 
   app.get('/metrics', metrics.handler);
 
@@ -81,4 +91,17 @@ function requestLog(log: Logger, observe: (req: Request, res: Response, seconds:
     });
     next();
   };
+}
+
+/** CORS for the allow-listed origins only ("*" allows any); keys travel in headers, never cookies. */
+function corsAllowList(origins: string[]) {
+  const any = origins.includes('*');
+  return cors({
+    origin: (origin, done) => done(null, any || (origin !== undefined && origins.includes(origin))),
+    methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowedHeaders: ['authorization', 'x-api-key', 'content-type', 'x-request-id', 'traceparent', 'idempotency-key'],
+    exposedHeaders: ['ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset', 'ratelimit-policy', 'retry-after', 'x-request-id', 'www-authenticate', 'location'],
+    credentials: false,
+    maxAge: 600,
+  });
 }

@@ -5,6 +5,7 @@ import { resolveDatabaseUrl } from '../lib/database-url.js';
 import { createPool, migrate } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
 import { tlsOptions } from '../lib/temporal.js';
+import { reportReady } from '../lib/ready.js';
 import { buildApi } from './server.js';
 
 // Wiring only. The API starts even when Temporal is not up yet (lazy
@@ -20,7 +21,10 @@ const temporal = new Client({ connection, namespace: config.temporal.namespace }
 
 const api = await buildApi({ config, pool, temporal, log });
 const app = api.app;
-const server: Server = app.listen(config.api.port, () => log.info({ port: config.api.port }, 'api listening'));
+const server: Server = app.listen(config.api.port, () => {
+  log.info({ port: config.api.port }, 'api listening');
+  reportReady({ port: config.api.port });
+});
 server.keepAliveTimeout = 65_000;
 
 let stopping = false;
@@ -28,9 +32,13 @@ async function shutdown(reason: string) {
   if (stopping) return;
   stopping = true;
   log.info({ reason }, 'api stopping');
-  server.close();
+  // Finish in-flight requests first (bounded), then flush what they queued (audit rows), then disconnect.
+  const closed = new Promise((resolve) => server.close(resolve));
   server.closeIdleConnections();
-  await Promise.allSettled([api.close(), pool.end(), connection.close()]);
+  await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
+  server.closeAllConnections();
+  await api.close().catch((err) => log.error({ err: (err as Error).message }, 'flushing on shutdown failed'));
+  await Promise.allSettled([pool.end(), connection.close()]);
   log.info('api stopped');
   process.exit(0);
 }

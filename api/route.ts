@@ -92,10 +92,24 @@ export function buildRouter(routes: AnyRoute[], middleware: RouteMiddleware[] = 
 }
 
 function parsePart<T>(schema: ZodType<T> | undefined, value: unknown, where: string): T {
+  const nul = findNul(value, where);
+  // PostgreSQL text cannot hold NUL; refuse it here for every route rather than fail in a query.
+  if (nul) throw new HttpProblem({ title: 'Invalid request', status: 400, detail: `${nul}: must not contain NUL characters`, errors: [{ field: nul, message: 'must not contain NUL characters' }] });
   if (!schema) return value as T;
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   throw validationProblem(parsed.error, where);
+}
+
+function findNul(value: unknown, path: string): string | undefined {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
+  if (value && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      const found = findNul(v, `${path}.${k}`);
+      if (found) return found;
+    }
+  }
+  return undefined;
 }
 
 /** A 400 that names each invalid field, e.g. "body.email: Invalid email address". */

@@ -115,18 +115,28 @@ export async function settleSession(client: pg.ClientBase): Promise<void> {
 }
 
 /**
+ * `json` (not jsonb) keeps its text exactly, newlines included, and a raw
+ * newline cannot sit in an ndjson line: such columns travel as JSON strings
+ * holding their text, and are parsed back on insert.
+ */
+export function travelsAsText(column: { type: string }): boolean {
+  return column.type === 'json' || column.type === 'json[]';
+}
+
+/**
  * Rows of a table as PostgreSQL's JSON text, one string per row, streamed
  * through a cursor so memory stays flat however many rows there are.
  */
-export async function* streamRowJson(client: pg.ClientBase, table: string, orderBy: string[]): AsyncGenerator<string> {
+export async function* streamRowJson(client: pg.ClientBase, table: string, orderBy: string[], columns: ColumnInfo[]): AsyncGenerator<string> {
   const order = orderBy.length ? ` ORDER BY ${orderBy.join(', ')}` : '';
-  const stream = client.query(new QueryStream(`SELECT row_to_json(r.*)::text AS j FROM ${quoteIdent(table)} AS r${order}`, [], { batchSize: 500 }));
-  for await (const row of stream as AsyncIterable<{ j: string }>) yield oneLine(row.j);
-}
-
-/** JSON text on one line: a raw newline can only be whitespace between tokens (a json column), so a space is equivalent. */
-export function oneLine(json: string): string {
-  return json.includes('\n') || json.includes('\r') ? json.replace(/[\r\n]+/g, ' ') : json;
+  const from = columns.some(travelsAsText)
+    ? `(SELECT ${columns.map((c) => (travelsAsText(c) ? `${quoteIdent(c.name)}::text AS ${quoteIdent(c.name)}` : quoteIdent(c.name))).join(', ')} FROM ${quoteIdent(table)}${order}) AS r`
+    : `${quoteIdent(table)} AS r${order}`;
+  const stream = client.query(new QueryStream(`SELECT row_to_json(r.*)::text AS j FROM ${from}`, [], { batchSize: 500 }));
+  for await (const row of stream as AsyncIterable<{ j: string }>) {
+    if (row.j.includes('\n') || row.j.includes('\r')) throw new Error(`a row of ${table} does not serialise to one line (raw json inside a composite type?)`);
+    yield row.j;
+  }
 }
 
 /**
@@ -139,10 +149,16 @@ export async function insertJsonRows(client: pg.ClientBase, table: string, colum
   const writable = columns.filter((c) => !c.generated);
   const list = writable.map((c) => quoteIdent(c.name)).join(', ');
   const overriding = writable.some((c) => c.identity) ? ' OVERRIDING SYSTEM VALUE' : '';
-  await client.query(
-    `INSERT INTO ${quoteIdent(table)} (${list})${overriding} SELECT ${list} FROM json_populate_recordset(null::${quoteIdent(table)}, $1::json)`,
-    [`[${rowsJson.join(',')}]`],
-  );
+  const rowType = `null::${quoteIdent(table)}`;
+  const source = writable.some(travelsAsText)
+    ? `SELECT ${writable.map((c) => (travelsAsText(c) ? `(e.value->>${quoteLiteral(c.name)})::${c.type}` : `p.${quoteIdent(c.name)}`)).join(', ')}
+         FROM json_array_elements($1::json) AS e, LATERAL json_populate_record(${rowType}, e.value) AS p`
+    : `SELECT ${list} FROM json_populate_recordset(${rowType}, $1::json)`;
+  await client.query(`INSERT INTO ${quoteIdent(table)} (${list})${overriding} ${source}`, [`[${rowsJson.join(',')}]`]);
+}
+
+function quoteLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
 }
 
 /** Batches JSON rows by count and size, handing each full batch to `flush`. */
@@ -342,9 +358,10 @@ export async function backupDatabase(options: { pool: Pool; file: string; onProg
   await mkdir(path.dirname(file), { recursive: true });
   const partial = `${file}.partial`;
   const client = await options.pool.connect();
+  let broken = false;
   try {
     await beginConsistentRead(client);
-    const header = await describeDatabase(client, options.now ?? new Date());
+    const { header, columnsOf } = await describeDatabase(client, options.now ?? new Date());
     const total = header.tables.reduce((n, t) => n + t.rows, 0);
     const writer = new GzipLineWriter(partial);
     const all = createHash('sha256');
@@ -359,7 +376,7 @@ export async function backupDatabase(options: { pool: Pool; file: string; onProg
       const prefix = rowLinePrefix(table.name);
       const hash = createHash('sha256');
       let rows = 0;
-      for await (const json of streamRowJson(client, table.name, table.primary_key.map(quoteIdent))) {
+      for await (const json of streamRowJson(client, table.name, table.primary_key.map(quoteIdent), columnsOf.get(table.name)!)) {
         const line = `${prefix}${json}}`;
         hash.update(`${line}\n`);
         await emit(line);
@@ -385,19 +402,22 @@ export async function backupDatabase(options: { pool: Pool; file: string; onProg
       tables: header.tables.map((t) => ({ name: t.name, rows: trailer.tables[t.name].rows })),
     };
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    // A connection that cannot even roll back is not given back to the pool.
+    await client.query('ROLLBACK').catch(() => (broken = true));
     await rm(partial, { force: true });
     throw err;
   } finally {
-    client.release();
+    client.release(broken);
   }
 }
 
-async function describeDatabase(client: pg.ClientBase, now: Date): Promise<BackupHeader> {
+async function describeDatabase(client: pg.ClientBase, now: Date): Promise<{ header: BackupHeader; columnsOf: Map<string, ColumnInfo[]> }> {
   const meta = await client.query(`SELECT current_database() AS db, current_setting('server_version') AS version`);
   const tables: BackupTable[] = [];
+  const columnsOf = new Map<string, ColumnInfo[]>();
   for (const name of await appTables(client)) {
     const columns = await tableColumns(client, name);
+    columnsOf.set(name, columns);
     const count = await client.query(`SELECT count(*)::bigint AS n FROM ${quoteIdent(name)}`);
     const sequences = [];
     for (const c of columns.filter((c) => c.sequence)) {
@@ -411,7 +431,7 @@ async function describeDatabase(client: pg.ClientBase, now: Date): Promise<Backu
       sequences,
     });
   }
-  return {
+  const header: BackupHeader = {
     type: 'header',
     format: BACKUP_FORMAT,
     version: BACKUP_VERSION,
@@ -421,6 +441,7 @@ async function describeDatabase(client: pg.ClientBase, now: Date): Promise<Backu
     migrations: (await appliedMigrations(client)) ?? [],
     tables,
   };
+  return { header, columnsOf };
 }
 
 // ---------------------------------------------------------------------------
@@ -552,6 +573,7 @@ export async function restoreDatabase(options: { pool: Pool; file: string; onPro
   const { header } = inspection;
   const total = inspection.tables.reduce((n, t) => n + t.rows, 0);
   const client = await options.pool.connect();
+  let broken = false;
   try {
     await client.query('BEGIN');
     await settleSession(client);
@@ -566,20 +588,26 @@ export async function restoreDatabase(options: { pool: Pool; file: string; onPro
 
     let done = 0;
     let batchTable: BackupTable | undefined;
-    const batcher = new RowBatcher((rows) => insertJsonRows(client, batchTable!.name, target.get(batchTable!.name)!, rows));
+    let batcher: RowBatcher | undefined;
+    const selfReferencing = await selfReferencingTables(client);
     // Rows are loaded as they are read and the checksums are checked again at the end: a file
     // changed between the check above and this read makes walkArchive throw, rolling back.
     await walkArchive(inspection.file, {
       async row(table, json) {
         if (batchTable !== table) {
-          await batcher.drain();
+          await batcher?.drain();
           batchTable = table;
+          const columns = target.get(table.name)!;
+          // A foreign key into its own table is checked per statement: load such a table in one.
+          batcher = selfReferencing.has(table.name)
+            ? new RowBatcher((rows) => insertJsonRows(client, table.name, columns, rows), Infinity, Infinity)
+            : new RowBatcher((rows) => insertJsonRows(client, table.name, columns, rows));
         }
-        await batcher.add(json);
+        await batcher!.add(json);
         if (++done % 1000 === 0) options.onProgress?.({ phase: table.name, done, total });
       },
     });
-    await batcher.drain();
+    await batcher?.drain();
 
     for (const table of header.tables) {
       for (const s of table.sequences) {
@@ -598,10 +626,11 @@ export async function restoreDatabase(options: { pool: Pool; file: string; onPro
       untouched: all.filter((n) => !names.includes(n)),
     };
   } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    // A connection that cannot even roll back is not given back to the pool.
+    await client.query('ROLLBACK').catch(() => (broken = true));
     throw err;
   } finally {
-    client.release();
+    client.release(broken);
   }
 }
 
@@ -637,6 +666,14 @@ async function checkTarget(client: pg.ClientBase, header: BackupHeader): Promise
     );
   }
   return target;
+}
+
+async function selfReferencingTables(client: pg.ClientBase): Promise<Set<string>> {
+  const { rows } = await client.query(
+    `SELECT DISTINCT c.relname AS name FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE k.contype = 'f' AND k.conrelid = k.confrelid AND n.nspname = current_schema()`,
+  );
+  return new Set(rows.map((r) => r.name as string));
 }
 
 async function disableUserTriggers(client: pg.ClientBase, tables: string[]): Promise<{ table: string; trigger: string }[]> {

@@ -106,7 +106,14 @@ const SECRET_SETTINGS = [
   'SLACK_WEBHOOK_URL',
   'SLACK_SIGNING_SECRET',
   'X_BEARER_TOKEN',
+  'API_KEY_PEPPER',
 ] as const;
+
+/**
+ * Settings validated by the modules that own them (lib/security-config.ts,
+ * lib/harvest-config.ts, ...). The config file may hold them too.
+ */
+const MODULE_SETTING = /^(API_KEY_|RATE_LIMIT_|AUDIT_|HARVEST_|INTAKE_|SNAPSHOT_|SCORE_|SCORING_)/;
 type SecretName = (typeof SECRET_SETTINGS)[number];
 
 type Settings = z.output<typeof settingsSchema>;
@@ -330,7 +337,7 @@ function readConfigFile(file: string | undefined): Record<string, string> {
   }
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(data)) {
-    if (!(key in settingsSchema.shape)) {
+    if (!(key in settingsSchema.shape) && !MODULE_SETTING.test(key) && !(SECRET_SETTINGS as readonly string[]).includes(key)) {
       throw new ConfigError([{ setting: key, message: `unknown setting in ${file}` }]);
     }
     out[key] = String(value);

@@ -109,6 +109,7 @@ const settingsSchema = z.object({
   HARVEST_INTAKE_THRESHOLD: num(70, 0, 100),
   HARVEST_INTAKE_CATEGORIES: z.string().default('buying_intent'),
   HARVEST_INTAKE_MAX_PER_RUN: int(10, 0, 500),
+  HARVEST_INTAKE_TASK_QUEUE: z.string().min(1).default(TASK_QUEUES.prospecting),
   HARVEST_PAGE_SIZE: int(100, 10, 100),
   HARVEST_MAX_PAGES: int(200, 1, 1000),
   HARVEST_RATE_LIMIT_MAX_WAIT: duration('60s'),
@@ -146,6 +147,8 @@ export interface HarvestTuning {
   intakeThreshold: number;
   intakeCategories: Category[];
   intakeMaxPerRun: number;
+  /** Task queue of the prospect intake workflow started for qualifying signals. */
+  intakeTaskQueue: string;
   /** Continue-as-new when the history grows past this many events. */
   maxHistoryEvents: number;
 }
@@ -201,6 +204,7 @@ export function loadHarvestConfig(options: HarvestConfigOptions = {}): HarvestCo
       intakeThreshold: s.HARVEST_INTAKE_THRESHOLD,
       intakeCategories: intakeCategories as Category[],
       intakeMaxPerRun: s.HARVEST_INTAKE_MAX_PER_RUN,
+      intakeTaskQueue: s.HARVEST_INTAKE_TASK_QUEUE,
       maxHistoryEvents: 8_000,
     },
     weights: {

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import ms from 'ms';
+import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './config.js';
 import { defaultSecretProvider, type SecretProvider } from './secrets.js';
@@ -136,9 +138,10 @@ export interface SecurityLoadOptions {
 /** Loads and validates the security settings; throws ConfigError naming each bad setting. */
 export async function loadSecurityConfig(options: SecurityLoadOptions = {}): Promise<SecurityConfig> {
   const env = options.env ?? process.env;
+  const file = fileSettings(env.PROSPECTOR_CONFIG_FILE);
   const raw: Record<string, string> = {};
   for (const key of Object.keys(schema.shape)) {
-    const value = options.overrides?.[key] ?? env[key];
+    const value = options.overrides?.[key] ?? env[key] ?? file[key];
     if (value !== undefined && value !== '') raw[key] = value;
   }
   const parsed = schema.safeParse(raw);
@@ -172,4 +175,20 @@ export async function loadSecurityConfig(options: SecurityLoadOptions = {}): Pro
     },
     audit: { flushIntervalMs: s.AUDIT_FLUSH_INTERVAL, batchSize: s.AUDIT_BATCH_SIZE, maxQueue: s.AUDIT_MAX_QUEUE },
   };
+}
+
+/** The same optional settings file lib/config.ts reads (PROSPECTOR_CONFIG_FILE); the environment wins over it. */
+function fileSettings(file: string | undefined): Record<string, string> {
+  if (!file) return {};
+  try {
+    const data = YAML.parse(readFileSync(file, 'utf8')) as unknown;
+    if (!data || typeof data !== 'object' || Array.isArray(data)) return {};
+    const out: Record<string, string> = {};
+    for (const [key, value] of Object.entries(data)) {
+      if (key in schema.shape) out[key] = typeof value === 'object' ? JSON.stringify(value) : String(value);
+    }
+    return out;
+  } catch {
+    return {}; // lib/config.ts reports an unreadable or invalid file, naming it
+  }
 }

@@ -3,6 +3,8 @@ import { createActivities } from '../activities/index.js';
 import { loadConfigOrExit } from '../lib/config.js';
 import { createPool, migrate } from '../lib/db.js';
 import { createLogger, temporalLogger } from '../lib/logger.js';
+import { reportReady } from '../lib/ready.js';
+import { ensureHarvestSchedule } from '../lib/harvest-schedule.js';
 import { connectClient, connectWorker, ensureSearchAttributes } from '../lib/temporal.js';
 import { resolveDatabaseUrl } from '../lib/database-url.js';
 import { createWorkers, runWorkers } from './worker.js';
@@ -25,6 +27,7 @@ const pool = createPool(databaseUrl, config.database.poolMax);
 
 const client = await connectClient(config.temporal);
 await ensureSearchAttributes(client, config.temporal.namespace, log);
+await ensureHarvestSchedule(client, { log });
 const connection = await connectWorker(config.temporal);
 
 const workers = await createWorkers({
@@ -39,6 +42,7 @@ const workers = await createWorkers({
 // Under the dev supervisor an IPC channel exists: when it closes, the parent is gone.
 process.on('disconnect', () => workers.forEach((w) => w.shutdown()));
 
+reportReady({ taskQueues: workers.map((w) => w.options.taskQueue) });
 log.info({ taskQueues: workers.map((w) => w.options.taskQueue), metricsPort: config.worker.metricsPort }, 'worker running');
 await runWorkers(workers);
 await pool.end();

@@ -1,7 +1,568 @@
+import { randomUUID } from 'node:crypto';
+import type { Request } from 'express';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { z } from 'zod';
+import {
+  APPROVAL_STATES,
+  durationMs,
+  END_STAGES,
+  intakeWorkflowId,
+  normaliseEmail,
+  SEND_MODES,
+  SIGNAL_NAMES,
+  STAGES,
+  startIntake,
+  STATUS_QUERY,
+  type ApprovePayload,
+  type EditPayload,
+  type IntakeInput,
+  type IntakeStatus,
+  type LeadInput,
+  type RejectPayload,
+  type SendMode,
+} from '../../lib/prospect.js';
+import { TASK_QUEUES } from '../../lib/search-attributes.js';
 import type { ApiDeps } from '../deps.js';
-import type { AnyRoute } from '../route.js';
+import { HttpProblem, problems } from '../problem.js';
+import { defineRoute, type AnyRoute, type Caller } from '../route.js';
 
-// Placeholder: the prospects routes are declared here.
-export function prospectRoutes(_deps: ApiDeps): AnyRoute[] {
-  return [];
+/**
+ * Prospects: submit a lead (starts, or attaches to, its intake workflow), list
+ * and read them from the read model, and drive the approval gate by signal.
+ * The API holds no state of its own: the workflow decides, and refuses a stale
+ * approval even if the read model let it through.
+ */
+
+/** ApiDeps plus the task queue intakes run on (tests and benches use their own). */
+export type IntakeApiDeps = ApiDeps & { intakeTaskQueue?: string };
+
+/**
+ * Where intakes are started: the workers' `prospecting` queue. Tests and
+ * benches isolate themselves with `intakeTaskQueue` in the deps or the
+ * INTAKE_TASK_QUEUE / HARVEST_INTAKE_TASK_QUEUE environment variables.
+ */
+export function intakeTaskQueue(deps: IntakeApiDeps): string {
+  return deps.intakeTaskQueue ?? process.env.INTAKE_TASK_QUEUE ?? process.env.HARVEST_INTAKE_TASK_QUEUE ?? TASK_QUEUES.prospecting;
+}
+
+const MAX_APPROVAL_TIMEOUT_MS = 30 * 86_400_000;
+const MIN_APPROVAL_TIMEOUT_MS = 1_000;
+
+const timestamp = z.iso.datetime({ offset: true });
+
+/** PostgreSQL text cannot hold NUL: such input is refused (ids, filters) or stripped (free text). */
+const NUL = /\u0000/g;
+const noNul = (s: z.ZodString) => s.refine((v) => !v.includes('\u0000'), 'must not contain NUL characters');
+const text = (max: number) => z.string().max(max).transform((v) => v.replace(NUL, '').trim());
+
+function validTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const emailField = z
+  .string()
+  .max(320)
+  .superRefine((value, ctx) => {
+    const result = normaliseEmail(value);
+    if (!result.ok) ctx.addIssue({ code: 'custom', message: result.reason });
+  })
+  .describe('The lead\'s address; normalised (case, +tags) to one prospect per person');
+
+const LeadFields = {
+  email: emailField,
+  name: text(200).optional(),
+  company: text(200).optional(),
+  title: text(200).optional(),
+  phone: text(50).optional(),
+  timeZone: z.string().max(64).refine(validTimeZone, 'expected an IANA time zone such as "Europe/Berlin"').optional(),
+  notes: text(4000).optional().describe('Free text from the lead. Treated as data, never as instructions.'),
+};
+
+const SubmitBody = z
+  .object({
+    ...LeadFields,
+    source: noNul(z.string().trim().min(1).max(40)).optional().describe('Where the lead came from (default "api")'),
+    mode: z.enum(SEND_MODES).optional().describe('draft_only (default from SEND_MODE) or send_on_approval'),
+    approvalTimeout: z
+      .union([z.string().max(20), z.number().int()])
+      .optional()
+      .refine((v) => v === undefined || (durationMs(v) ?? 0) >= MIN_APPROVAL_TIMEOUT_MS, 'expected a duration such as "72h" or milliseconds')
+      .refine((v) => v === undefined || (durationMs(v) ?? 0) <= MAX_APPROVAL_TIMEOUT_MS, 'at most 30 days')
+      .describe('How long the draft waits for a decision before EXPIRED (default APPROVAL_TIMEOUT, 72h)'),
+  })
+  .strict()
+  .meta({ id: 'ProspectSubmission' });
+
+const Submitted = z
+  .object({
+    id: z.string().describe('Workflow id, derived from the normalised email'),
+    runId: z.string(),
+    status: z.enum(['started', 'attached']).describe('attached: an intake for this person was already running; this submission joined it'),
+    email: z.string(),
+    statusUrl: z.string(),
+  })
+  .meta({ id: 'ProspectSubmitted' });
+
+const ProspectSummary = z
+  .object({
+    id: z.string(),
+    runId: z.string().nullable(),
+    email: z.string(),
+    domain: z.string(),
+    name: z.string().nullable(),
+    company: z.string().nullable(),
+    owner: z.string().nullable(),
+    source: z.string(),
+    stage: z.string(),
+    approvalState: z.string(),
+    mode: z.string(),
+    draftVersion: z.number().int(),
+    subject: z.string().nullable(),
+    reason: z.string().nullable(),
+    approvalDeadline: timestamp.nullable(),
+    createdAt: timestamp,
+    updatedAt: timestamp,
+  })
+  .meta({ id: 'ProspectSummary' });
+
+const ProspectList = z.object({ items: z.array(ProspectSummary), nextCursor: z.string().nullable() }).meta({ id: 'ProspectList' });
+
+const AuditRow = z.object({ at: timestamp, kind: z.string(), action: z.string(), outcome: z.string(), actor: z.string(), details: z.record(z.string(), z.unknown()) });
+
+const ProspectDetail = ProspectSummary.extend({
+  draft: z.record(z.string(), z.unknown()).nullable().describe('Current draft: version, subject, body, Gmail ids, facts used'),
+  slots: z.array(z.record(z.string(), z.unknown())),
+  facts: z.array(z.record(z.string(), z.unknown())).describe('Grounding facts the writer was given'),
+  decision: z.record(z.string(), z.unknown()).nullable(),
+  refusals: z.array(z.record(z.string(), z.unknown())),
+  links: z.record(z.string(), z.string()),
+  live: z.record(z.string(), z.unknown()).nullable().describe('The workflow\'s `status` query, when a worker answered in time'),
+  audit: z.array(AuditRow),
+}).meta({ id: 'ProspectDetail' });
+
+const IdParams = z.object({ id: noNul(z.string().min(1).max(400)).describe('Workflow id (prospect-<email>) or the email itself') });
+
+const Signalled = z
+  .object({
+    accepted: z.boolean(),
+    id: z.string(),
+    requestId: z.string(),
+    outcome: z.string().nullable().describe('With ?wait=true: what the workflow did (approved, applied, rejected, refused); null when still pending'),
+    reason: z.string().nullable(),
+    statusUrl: z.string(),
+  })
+  .meta({ id: 'SignalAccepted' });
+
+const WaitQuery = z.object({ wait: z.enum(['true', 'false']).optional().describe('Wait up to 10 s for the workflow to apply the signal') });
+
+const approver = noNul(z.string().trim().min(1).max(200)).optional().describe('Who decides; defaults to the API key name');
+
+const ApproveBody = z
+  .object({
+    version: z.number().int().min(1).describe('The draft version the approver saw'),
+    approver,
+    reason: text(1000).optional(),
+    subject: text(200).optional().describe('Edit-then-approve: the new subject'),
+    body: z.string().max(5000).transform((v) => v.replace(NUL, '')).optional().describe('Edit-then-approve: the new body'),
+  })
+  .strict()
+  .meta({ id: 'ApproveRequest' });
+
+const RejectBody = z
+  .object({ reason: noNul(z.string().trim().min(1).max(1000)), approver, version: z.number().int().min(1).optional() })
+  .strict()
+  .meta({ id: 'RejectRequest' });
+
+const EditBody = z
+  .object({
+    version: z.number().int().min(1),
+    subject: text(200).optional(),
+    body: z.string().max(5000).transform((v) => v.replace(NUL, '')).optional(),
+    editor: approver,
+    reason: text(1000).optional(),
+  })
+  .strict()
+  .refine((b) => b.subject !== undefined || b.body !== undefined, { message: 'an edit needs a subject or a body', path: ['body'] })
+  .meta({ id: 'EditRequest' });
+
+const ListQuery = z.object({
+  stage: z
+    .string()
+    .optional()
+    .refine((v) => !v || v.split(',').every((s) => (STAGES as readonly string[]).includes(s.trim())), `expected stages from ${STAGES.join(', ')}`)
+    .describe('One stage or a comma-separated list, e.g. AWAITING_APPROVAL'),
+  approvalState: z.enum(APPROVAL_STATES).optional(),
+  domain: noNul(z.string().max(253)).optional(),
+  owner: noNul(z.string().max(320)).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: noNul(z.string().max(200)).optional().describe('nextCursor of the previous page'),
+});
+
+// ---- shared with the webhook ----------------------------------------------------
+
+export interface SubmitResult {
+  id: string;
+  runId: string;
+  status: 'started' | 'attached';
+  email: string;
+  statusUrl: string;
+}
+
+export const statusUrl = (id: string) => `/v1/prospects/${encodeURIComponent(id)}`;
+
+const temporalUnavailable = (err: unknown) =>
+  new HttpProblem({ title: 'Service unavailable', status: 503, detail: `The workflow service is unavailable (${(err as Error).message}); the lead was not taken, retry shortly.` });
+
+/**
+ * Starts the intake (or joins the running one) and writes the first read
+ * model row and an audit row. Used by POST /prospects and the HubSpot webhook.
+ */
+export async function submitLead(
+  deps: IntakeApiDeps,
+  lead: LeadInput,
+  options: { mode?: SendMode; approvalTimeout?: number | string; requestedBy: string; keyId?: string },
+): Promise<SubmitResult> {
+  const email = normaliseEmail(lead.email);
+  if (!email.ok) throw problems.badRequest(`email: ${email.reason}`);
+  const mode = options.mode ?? deps.config.outreach.sendMode;
+  if (mode === 'send_on_approval' && deps.config.env === 'production' && deps.config.outreach.sendMode !== 'send_on_approval') {
+    throw new HttpProblem({ title: 'Forbidden', status: 403, detail: 'send_on_approval is not enabled on this deployment (SEND_MODE=draft_only)' });
+  }
+  const submissionId = randomUUID();
+  const input: IntakeInput = {
+    lead: { ...withoutNul(lead), email: email.email, source: lead.source ?? 'api' },
+    mode,
+    approvalTimeout: options.approvalTimeout ?? deps.config.outreach.approvalTimeoutMs,
+    sender: deps.config.outreach.senderEmail,
+    requestedBy: options.requestedBy,
+    submissionId,
+  };
+  let started: { workflowId: string; runId: string };
+  try {
+    started = await startIntake(deps.temporal, input, { taskQueue: intakeTaskQueue(deps) });
+  } catch (err) {
+    throw temporalUnavailable(err);
+  }
+  const attached = await registerSubmission(deps, started, input, email.domain);
+  await deps.pool.query(
+    `INSERT INTO audit_events (event_key, workflow_id, run_id, actor, kind, action, outcome, details)
+     VALUES ($1, $2, $3, $4, 'api', 'submit', $5, $6) ON CONFLICT (event_key) DO NOTHING`,
+    [`submit:${submissionId}`, started.workflowId, started.runId, options.requestedBy, attached ? 'attached' : 'started', { intakeKey: started.runId, source: input.lead.source, submissionId, keyId: options.keyId ?? null, mode }],
+  );
+  return { id: started.workflowId, runId: started.runId, status: attached ? 'attached' : 'started', email: email.email, statusUrl: statusUrl(started.workflowId) };
+}
+
+function withoutNul(lead: LeadInput): LeadInput {
+  return Object.fromEntries(Object.entries(lead).map(([k, v]) => [k, typeof v === 'string' ? v.replace(NUL, '') : v])) as unknown as LeadInput;
+}
+
+/** First read-model row of a new intake (replacing a finished earlier one); tells a new run from one we joined. */
+async function registerSubmission(deps: ApiDeps, started: { workflowId: string; runId: string }, input: IntakeInput, domain: string): Promise<boolean> {
+  const { rows } = await deps.pool.query(
+    `INSERT INTO prospects AS p (id, run_id, intake_key, run_started_at, email, domain, name, company, source, stage, approval_state, mode, submission_id, state_seq, data)
+     VALUES ($1, $2, $2, now(), $3, $4, $5, $6, $7, 'SUBMITTED', 'NONE', $8, $9, 0, '{}'::jsonb)
+     ON CONFLICT (id) DO UPDATE SET run_id = EXCLUDED.run_id, intake_key = EXCLUDED.intake_key, run_started_at = EXCLUDED.run_started_at,
+       email = EXCLUDED.email, domain = EXCLUDED.domain, name = EXCLUDED.name, company = EXCLUDED.company, owner = NULL,
+       source = EXCLUDED.source, stage = 'SUBMITTED', approval_state = 'NONE', draft_version = 0, subject = NULL, reason = NULL,
+       data = '{}'::jsonb, mode = EXCLUDED.mode, submission_id = EXCLUDED.submission_id, approval_deadline = NULL, state_seq = 0,
+       created_at = now(), updated_at = now()
+     WHERE p.intake_key IS DISTINCT FROM EXCLUDED.intake_key AND p.stage = ANY($10::text[])
+     RETURNING submission_id`,
+    [started.workflowId, started.runId, input.lead.email, domain, input.lead.name ?? null, input.lead.company ?? null, input.lead.source ?? 'api', input.mode, input.submissionId, END_STAGES],
+  );
+  if (rows[0]) return false;
+  const existing = await deps.pool.query('SELECT intake_key, submission_id FROM prospects WHERE id = $1', [started.workflowId]);
+  const row = existing.rows[0];
+  return Boolean(row && row.intake_key === started.runId && row.submission_id && row.submission_id !== input.submissionId);
+}
+
+// ---- read model ----------------------------------------------------------------------
+
+const iso = (v: unknown) => (v ? new Date(v as string).toISOString() : null);
+
+function summary(row: Record<string, any>) {
+  return {
+    id: row.id,
+    runId: row.run_id ?? null,
+    email: row.email,
+    domain: row.domain,
+    name: row.name ?? null,
+    company: row.company ?? null,
+    owner: row.owner ?? null,
+    source: row.source,
+    stage: row.stage,
+    approvalState: row.approval_state,
+    mode: row.mode,
+    draftVersion: row.draft_version,
+    subject: row.subject ?? null,
+    reason: row.reason ?? null,
+    approvalDeadline: iso(row.approval_deadline),
+    createdAt: iso(row.created_at)!,
+    updatedAt: iso(row.updated_at)!,
+  };
+}
+
+/** A path id may be the workflow id or the person's email. */
+function workflowIdOf(id: string): string {
+  if (id.startsWith('prospect-')) return id;
+  const email = normaliseEmail(id);
+  return email.ok ? intakeWorkflowId(email.email) : id;
+}
+
+async function readRow(deps: ApiDeps, id: string) {
+  const { rows } = await deps.pool.query('SELECT * FROM prospects WHERE id = $1', [id]);
+  return rows[0] as Record<string, any> | undefined;
+}
+
+function encodeCursor(at: string, id: string): string {
+  return Buffer.from(JSON.stringify([at, id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): [string, string] {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string' && !Number.isNaN(Date.parse(value[0])) && !`${value[0]}${value[1]}`.includes('\u0000')) {
+      return value as [string, string];
+    }
+  } catch {
+    /* fall through */
+  }
+  throw new HttpProblem({ title: 'Invalid request', status: 400, detail: 'query.cursor: not a cursor this API returned', errors: [{ field: 'query.cursor', message: 'not a cursor this API returned' }] });
+}
+
+async function liveStatus(deps: ApiDeps, id: string): Promise<IntakeStatus | null> {
+  try {
+    const handle = deps.temporal.workflow.getHandle(id);
+    return await deps.temporal.connection.withDeadline(Date.now() + 1_500, () => handle.query<IntakeStatus>(STATUS_QUERY));
+  } catch {
+    return null;
+  }
+}
+
+// ---- signals ---------------------------------------------------------------------------
+
+/** The request id of a signal: the Idempotency-Key header when sent (a retried call lands once). */
+function requestIdOf(req: Request): string {
+  const key = req.get('idempotency-key');
+  return key && /^[\w.:-]{1,100}$/.test(key) ? key : randomUUID();
+}
+
+/** Refuses early what the workflow would refuse anyway, with a 409 that says why. */
+function precheck(row: Record<string, any> | undefined, id: string, version: number | undefined): void {
+  if (!row) throw problems.notFound(`No prospect ${id}`);
+  if (row.stage !== 'AWAITING_APPROVAL') throw problems.conflict(`Prospect ${id} is not awaiting approval (stage ${row.stage})`);
+  if (version !== undefined && version !== row.draft_version) {
+    throw new HttpProblem({ title: 'Conflict', status: 409, detail: `Draft version ${version} is stale: the current version is ${row.draft_version}. Review it and decide on that one.`, currentVersion: row.draft_version });
+  }
+}
+
+async function signal(deps: ApiDeps, id: string, name: string, payload: unknown): Promise<void> {
+  try {
+    await deps.temporal.workflow.getHandle(id).signal(name, payload);
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) throw problems.conflict(`The intake for ${id} is no longer running`);
+    throw temporalUnavailable(err);
+  }
+}
+
+const OUTCOMES: Record<string, string[]> = { approve: ['approve'], reject: ['reject'], edit: ['edit'] };
+
+/** With ?wait=true: the audit row the workflow wrote for this request (approved, applied, rejected, refused). */
+async function awaitOutcome(deps: ApiDeps, id: string, requestId: string, action: string, timeoutMs = 10_000): Promise<{ outcome: string | null; reason: string | null }> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const { rows } = await deps.pool.query(
+      `SELECT action, outcome, details FROM audit_events
+        WHERE workflow_id = $1 AND details->>'requestId' = $2 AND action = ANY($3::text[]) ORDER BY id DESC LIMIT 1`,
+      [id, requestId, OUTCOMES[action]],
+    );
+    if (rows[0]) return { outcome: rows[0].outcome, reason: rows[0].details?.reason ?? null };
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { outcome: null, reason: null };
+}
+
+const decider = (given: string | undefined, caller: Caller | undefined) => given ?? (caller ? `api-key:${caller.name}` : 'api');
+
+async function answer(deps: ApiDeps, id: string, requestId: string, action: string, wait: boolean) {
+  const result = wait ? await awaitOutcome(deps, id, requestId, action) : { outcome: null, reason: null };
+  const done = result.outcome !== null;
+  return {
+    status: done ? 200 : 202,
+    body: { accepted: result.outcome !== 'refused', id, requestId, outcome: result.outcome, reason: result.reason, statusUrl: statusUrl(id) },
+  };
+}
+
+// ---- routes ------------------------------------------------------------------------------
+
+export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
+  return [
+    defineRoute({
+      method: 'post',
+      path: '/prospects',
+      operationId: 'createProspect',
+      summary: 'Submit a lead: starts its intake, or joins the one already running for that person',
+      tags: ['prospects'],
+      auth: { scope: 'prospects:write' },
+      body: SubmitBody,
+      responses: { 202: { description: 'Accepted: the intake runs; follow statusUrl', schema: Submitted } },
+      async handler({ body, caller }) {
+        const { mode, approvalTimeout, ...lead } = body;
+        const result = await submitLead(deps, lead, { mode, approvalTimeout, requestedBy: caller ? `api-key:${caller.name}` : 'api', keyId: caller?.keyId });
+        return { status: 202, body: result, headers: { location: result.statusUrl } };
+      },
+    }),
+
+    defineRoute({
+      method: 'get',
+      path: '/prospects',
+      operationId: 'listProspects',
+      summary: 'List prospects from the read model, newest activity first, filtered by stage, approval state, domain or owner',
+      tags: ['prospects'],
+      auth: { scope: 'prospects:read' },
+      query: ListQuery,
+      responses: { 200: { description: 'One page', schema: ProspectList } },
+      async handler({ query }) {
+        const where: string[] = [];
+        const values: unknown[] = [];
+        const add = (sql: string, value: unknown) => {
+          values.push(value);
+          where.push(sql.replace('?', `$${values.length}`));
+        };
+        if (query.stage) add('stage = ANY(?::text[])', query.stage.split(',').map((s) => s.trim()));
+        if (query.approvalState) add('approval_state = ?', query.approvalState);
+        if (query.domain) add('domain = ?', query.domain.toLowerCase());
+        if (query.owner) add('owner = ?', query.owner);
+        if (query.cursor) {
+          const [at, id] = decodeCursor(query.cursor);
+          values.push(at, id);
+          where.push(`(updated_at, id) < ($${values.length - 1}::timestamptz, $${values.length})`);
+        }
+        values.push(query.limit + 1);
+        const { rows } = await deps.pool.query(
+          `SELECT *, updated_at::text AS cursor_at FROM prospects ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+            ORDER BY updated_at DESC, id DESC LIMIT $${values.length}`,
+          values,
+        );
+        const page = rows.slice(0, query.limit);
+        const last = page.at(-1);
+        return { body: { items: page.map(summary), nextCursor: rows.length > query.limit && last ? encodeCursor(last.cursor_at, last.id) : null } };
+      },
+    }),
+
+    defineRoute({
+      method: 'get',
+      path: '/prospects/:id',
+      operationId: 'getProspect',
+      summary: 'One prospect: stage, draft, slots, grounding facts, decision, refusals, the live workflow status and its audit trail',
+      tags: ['prospects'],
+      auth: { scope: 'prospects:read' },
+      params: IdParams,
+      responses: { 200: { description: 'The prospect', schema: ProspectDetail } },
+      async handler({ params }) {
+        const id = workflowIdOf(params.id);
+        const row = await readRow(deps, id);
+        if (!row) throw problems.notFound(`No prospect ${params.id}`);
+        const [live, audit] = await Promise.all([
+          liveStatus(deps, id),
+          deps.pool.query(
+            `SELECT at, kind, action, outcome, actor, details FROM audit_events WHERE workflow_id = $1 AND (run_id = $2 OR details->>'intakeKey' = $2) ORDER BY id LIMIT 500`,
+            [id, row.intake_key],
+          ),
+        ]);
+        const data = row.data ?? {};
+        const ui = `${deps.config.temporal.uiUrl}/namespaces/${encodeURIComponent(deps.config.temporal.namespace)}/workflows/${encodeURIComponent(id)}`;
+        return {
+          body: {
+            ...summary(row),
+            draft: (live?.draft as Record<string, unknown> | undefined) ?? data.draft ?? null,
+            slots: live?.slots ?? data.slots ?? [],
+            facts: live?.facts ?? data.facts ?? [],
+            decision: live?.decision ?? data.decision ?? null,
+            refusals: live?.refusals ?? data.refusals ?? [],
+            links: { self: statusUrl(id), temporal: ui },
+            live: live as Record<string, unknown> | null,
+            audit: audit.rows.map((a) => ({ at: iso(a.at)!, kind: a.kind, action: a.action, outcome: a.outcome, actor: a.actor, details: a.details })),
+          },
+        };
+      },
+    }),
+
+    defineRoute({
+      method: 'post',
+      path: '/prospects/:id/approve',
+      operationId: 'approveProspect',
+      summary: 'Approve the draft version you reviewed (optionally with an edited subject/body: edit-then-approve)',
+      tags: ['approvals'],
+      auth: { scope: 'approvals:write' },
+      params: IdParams,
+      query: WaitQuery,
+      body: ApproveBody,
+      responses: {
+        200: { description: 'Applied by the workflow (?wait=true): outcome approved or refused', schema: Signalled },
+        202: { description: 'Signal delivered; the workflow applies it', schema: Signalled },
+      },
+      async handler({ params, body, query, caller, req }) {
+        const id = workflowIdOf(params.id);
+        precheck(await readRow(deps, id), id, body.version);
+        const requestId = requestIdOf(req);
+        const payload: ApprovePayload = { version: body.version, approver: decider(body.approver, caller), reason: body.reason, subject: body.subject, body: body.body, requestId };
+        await signal(deps, id, SIGNAL_NAMES.approve, payload);
+        return answer(deps, id, requestId, 'approve', query.wait === 'true');
+      },
+    }),
+
+    defineRoute({
+      method: 'post',
+      path: '/prospects/:id/reject',
+      operationId: 'rejectProspect',
+      summary: 'Reject the draft: the intake ends REJECTED and the Gmail draft is deleted',
+      tags: ['approvals'],
+      auth: { scope: 'approvals:write' },
+      params: IdParams,
+      query: WaitQuery,
+      body: RejectBody,
+      responses: {
+        200: { description: 'Applied by the workflow (?wait=true)', schema: Signalled },
+        202: { description: 'Signal delivered; the workflow applies it', schema: Signalled },
+      },
+      async handler({ params, body, query, caller, req }) {
+        const id = workflowIdOf(params.id);
+        precheck(await readRow(deps, id), id, undefined);
+        const requestId = requestIdOf(req);
+        const payload: RejectPayload = { approver: decider(body.approver, caller), reason: body.reason, version: body.version, requestId };
+        await signal(deps, id, SIGNAL_NAMES.reject, payload);
+        return answer(deps, id, requestId, 'reject', query.wait === 'true');
+      },
+    }),
+
+    defineRoute({
+      method: 'post',
+      path: '/prospects/:id/edit',
+      operationId: 'editProspectDraft',
+      summary: 'Edit the draft version you reviewed: the Gmail draft is updated and becomes version+1',
+      tags: ['approvals'],
+      auth: { scope: 'approvals:write' },
+      params: IdParams,
+      query: WaitQuery,
+      body: EditBody,
+      responses: {
+        200: { description: 'Applied by the workflow (?wait=true): outcome applied or refused', schema: Signalled },
+        202: { description: 'Signal delivered; the workflow applies it', schema: Signalled },
+      },
+      async handler({ params, body, query, caller, req }) {
+        const id = workflowIdOf(params.id);
+        precheck(await readRow(deps, id), id, body.version);
+        const requestId = requestIdOf(req);
+        const payload: EditPayload = { version: body.version, editor: decider(body.editor, caller), subject: body.subject, body: body.body, reason: body.reason, requestId };
+        await signal(deps, id, SIGNAL_NAMES.edit, payload);
+        return answer(deps, id, requestId, 'edit', query.wait === 'true');
+      },
+    }),
+  ];
 }

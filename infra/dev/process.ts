@@ -52,8 +52,3 @@ export function startNodeProcess(
     },
   };
 }
-
-/** Tells the supervisor this child is ready (no-op when run by hand). */
-export function reportReady(details: Record<string, unknown> = {}): void {
-  process.send?.({ type: 'ready', ...details });
-}

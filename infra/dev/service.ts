@@ -4,7 +4,7 @@ import { loadConfigOrExit } from '../../lib/config.js';
 import { startEmbeddedPostgres } from '../postgres-dev.js';
 import { runningPid, stopCluster } from '../postgres-ctl.js';
 import { findTemporalCli, startTemporalDevServer } from '../temporal-dev.js';
-import { reportReady } from './process.js';
+import { reportReady } from '../../lib/ready.js';
 
 /**
  * Runs one infrastructure piece for the dev stack (`temporal` or `postgres`)

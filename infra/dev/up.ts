@@ -3,7 +3,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { prettyFactory } from 'pino-pretty';
 import { loadConfigOrExit, type Config } from '../../lib/config.js';
-import { migrate } from '../../lib/db.js';
+import { ensureDevApiKey } from '../../lib/api-keys.js';
+import { createPool, migrate } from '../../lib/db.js';
 import { startNodeProcess, type ManagedProcess } from './process.js';
 
 /**
@@ -88,13 +89,14 @@ try {
 
   // Migrate once here so the worker and the API do not race for the lock.
   await migrate(databaseUrl);
+  const devKey = config.env === 'development' ? await withPool(databaseUrl, (pool) => ensureDevApiKey(pool, config.dataDir)) : undefined;
   const appEnv = { DATABASE_URL: databaseUrl };
-  start('worker', ['workers/main.ts'], appEnv);
+  const worker = start('worker', ['workers/main.ts'], appEnv);
   start('api', ['api/main.ts'], appEnv);
-  await waitForReady(config);
+  await Promise.all([worker.ready, waitForReady(config)]);
   if (sandbox) await waitForHttp(`${config.sandbox.url}/_sandbox/health`);
   writeStackFile(config, databaseUrl);
-  printBanner(config, { sandbox: Boolean(sandbox), temporal: Boolean(temporal) });
+  printBanner(config, { sandbox: Boolean(sandbox), temporal: Boolean(temporal), devKey });
 } catch (err) {
   print('stack', `failed to start: ${(err as Error).message}`);
   await shutdown(1);
@@ -117,13 +119,24 @@ function waitForReady(cfg: Config) {
   return waitForHttp(`http://127.0.0.1:${cfg.api.port}/readyz`);
 }
 
-function printBanner(cfg: Config, parts: { sandbox: boolean; temporal: boolean }) {
+async function withPool<T>(url: string, fn: (pool: ReturnType<typeof createPool>) => Promise<T>): Promise<T> {
+  const pool = createPool(url, 1);
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
+function printBanner(cfg: Config, parts: { sandbox: boolean; temporal: boolean; devKey?: { key: string; created: boolean; file: string } }) {
+  const key = parts.devKey;
   const lines = [
     '',
     'Prospector is up.',
     `  API          ${cfg.api.publicUrl}   (GET /healthz, GET /readyz)`,
     `  Temporal UI  ${parts.temporal ? cfg.temporal.uiUrl : `(external: ${cfg.temporal.address})`}`,
     parts.sandbox ? `  Sandbox      ${cfg.sandbox.url}   (providers without credentials; state at /_sandbox/state)` : '  Sandbox      (not needed: every provider has credentials)',
+    key ? (key.created ? `  API key      ${key.key}   (admin, shown once; saved to ${key.file})` : `  API key      in ${key.file} (admin)`) : '  API key      (create one: npx prospector keys create)',
     `  Data         ${cfg.dataDir}`,
     'Press Ctrl-C to stop.',
     '',

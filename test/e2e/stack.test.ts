@@ -55,8 +55,8 @@ describe('the dev stack (npm start)', () => {
   });
 
   afterAll(async () => {
-    if (stack?.proc.exitCode === null) stack.proc.kill('SIGKILL');
-    rmSync(dataDir, { recursive: true, force: true });
+    if (stack && stack.proc.exitCode === null) await stopStack(stack);
+    rmSync(dataDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
   });
 
   async function startStack(): Promise<Stack> {

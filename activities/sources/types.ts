@@ -1,0 +1,98 @@
+/**
+ * What a signal source is: something that, given a query and where the last
+ * complete read ended (its cursor), hands back pages of public posts. X
+ * recent search and RSS/Atom feeds implement it; a Hacker News source would
+ * too. Sources do no storage: the harvest activity upserts what they return
+ * and moves the cursor only once a window has been read to its end.
+ */
+
+export type SourceKind = 'x' | 'feed';
+
+/** A configured query as the workflow passes it around (plain JSON). */
+export interface SourceQuery {
+  name: string;
+  source: SourceKind;
+  /** X search query. */
+  query?: string;
+  /** Feed URL. */
+  url?: string;
+  startIntake?: boolean;
+  enabled?: boolean;
+  maxPages?: number;
+}
+
+export interface SignalMetrics {
+  likes: number;
+  reposts: number;
+  replies: number;
+  quotes: number;
+}
+
+/** One post as a source reports it, before storage. */
+export interface SignalInput {
+  source: SourceKind;
+  /** Unique within the source (X: tweet id; feeds: the entry id or link). */
+  externalId: string;
+  url?: string;
+  authorId?: string;
+  authorHandle?: string;
+  authorName?: string;
+  text: string;
+  lang?: string;
+  /** ISO 8601. */
+  postedAt: string;
+  metrics: SignalMetrics;
+  /** What the source sent, trimmed to what is worth keeping. */
+  raw: Record<string, unknown>;
+}
+
+export interface FetchRequest {
+  query: SourceQuery;
+  /** Where the last complete window ended (X: since_id); null on the first harvest. */
+  cursor: string | null;
+  /** Continuation inside the current window (X: next_token; feeds: the next page's URL). */
+  pageToken?: string;
+  pageSize: number;
+}
+
+export interface SourceRateLimit {
+  limit: number;
+  remaining: number;
+  /** Epoch ms. */
+  resetAt: number;
+}
+
+export interface FetchedPage {
+  signals: SignalInput[];
+  /** More in this window; absent when the window has been read to its end. */
+  nextPageToken?: string;
+  /** The cursor to store once the window is complete (X: newest id). The first page's proposal wins. */
+  cursorCandidate?: string;
+  /** The source's budget after this call; remaining 0 means stop until resetAt. */
+  rateLimit?: SourceRateLimit | null;
+  /** Partial problems reported beside the data (e.g. a suspended author). */
+  warnings?: string[];
+}
+
+/** Thrown by a source when it is out of budget (HTTP 429); resetAt tells when to come back. */
+export class SourceRateLimitedError extends Error {
+  override readonly name = 'SourceRateLimitedError';
+  constructor(message: string, readonly resetAt: number) {
+    super(message);
+  }
+}
+
+/** Thrown by a source when the request itself is wrong (bad query, auth): retrying will not help. */
+export class SourceRejectedError extends Error {
+  override readonly name = 'SourceRejectedError';
+  constructor(message: string, readonly status: number, readonly badPageToken = false) {
+    super(message);
+  }
+}
+
+export interface SignalSource {
+  readonly kind: SourceKind;
+  /** True when a page of only already-known items means the rest is known too (feed archives). */
+  readonly stopOnKnownPage: boolean;
+  fetchPage(request: FetchRequest): Promise<FetchedPage>;
+}

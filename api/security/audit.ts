@@ -1,0 +1,133 @@
+import type { Pool } from '../../lib/db.js';
+import type { Logger } from '../../lib/logger.js';
+
+export const DECISIONS = ['allow', 'deny_unauthenticated', 'deny_scope', 'deny_rate', 'deny_revoked', 'deny_expired'] as const;
+export type Decision = (typeof DECISIONS)[number];
+
+export interface AuthAuditRow {
+  at: Date;
+  keyId: string | null;
+  keyPrefix: string | null;
+  route: string;
+  operationId: string | null;
+  method: string;
+  requestId: string | null;
+  traceId: string | null;
+  decision: Decision;
+  status: number;
+  scope: string | null;
+  clientIp: string | null;
+}
+
+/**
+ * Writes one row per auth decision without putting a database round trip on
+ * the request path: rows are queued and inserted in batches (one statement per
+ * batch, plus one last_used_at update). close() drains the queue, so a normal
+ * shutdown loses nothing; a failed insert is retried on the next tick.
+ */
+export class AuthAuditWriter {
+  private queue: AuthAuditRow[] = [];
+  private timer: NodeJS.Timeout;
+  private flushing: Promise<void> | undefined;
+  private closed = false;
+  private dropped = 0;
+  private lastWarning = 0;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly log: Logger,
+    private readonly options: { flushIntervalMs: number; batchSize: number; maxQueue: number },
+  ) {
+    this.timer = setInterval(() => void this.flush().catch(() => undefined), options.flushIntervalMs);
+    this.timer.unref();
+  }
+
+  record(row: AuthAuditRow): void {
+    this.queue.push(row);
+    if (this.queue.length > this.options.maxQueue) {
+      // The database has been unreachable for a long time: keep memory bounded and say so.
+      const excess = this.queue.length - this.options.maxQueue;
+      this.queue.splice(0, excess);
+      this.dropped += excess;
+      this.log.error({ dropped: this.dropped }, 'auth audit queue full; oldest rows dropped');
+    }
+    if (this.closed) void this.flush().catch(() => undefined);
+    else if (this.queue.length >= this.options.batchSize) void this.flush().catch(() => undefined);
+  }
+
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  /** Writes everything queued so far (one batch at a time). */
+  flush(): Promise<void> {
+    if (this.flushing) return this.flushing.then(() => (this.queue.length > 0 ? this.flush() : undefined));
+    if (this.queue.length === 0) return Promise.resolve();
+    this.flushing = this.drain().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  /** Stops the timer and writes what is left, retrying for up to `timeoutMs`. */
+  async close(timeoutMs = 10_000): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await this.flush();
+        if (this.queue.length === 0) return;
+      } catch (err) {
+        if (Date.now() > deadline || /after calling end/.test((err as Error).message)) {
+          this.log.error({ lost: this.queue.length, err: (err as Error).message }, 'auth audit rows could not be written before shutdown');
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.options.batchSize);
+      try {
+        await this.insert(batch);
+      } catch (err) {
+        this.queue.unshift(...batch);
+        if (Date.now() - this.lastWarning > 10_000) {
+          this.lastWarning = Date.now();
+          this.log.warn({ pending: this.queue.length, err: (err as Error).message }, 'auth audit insert failed; will retry');
+        }
+        throw err;
+      }
+    }
+  }
+
+  private async insert(rows: AuthAuditRow[]): Promise<void> {
+    const col = <K extends keyof AuthAuditRow>(k: K) => rows.map((r) => r[k]);
+    await this.pool.query(
+      `INSERT INTO api_auth_audit (at, key_id, key_prefix, route, operation_id, method, request_id, trace_id, decision, status, scope, client_ip)
+       SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::smallint[], $11::text[], $12::text[])`,
+      [
+        col('at'), col('keyId'), col('keyPrefix'), col('route'), col('operationId'), col('method'),
+        col('requestId'), col('traceId'), col('decision'), col('status'), col('scope'), col('clientIp'),
+      ],
+    );
+    const lastUse = new Map<string, Date>();
+    for (const r of rows) {
+      if (r.decision !== 'allow' || !r.keyId) continue;
+      const seen = lastUse.get(r.keyId);
+      if (!seen || seen < r.at) lastUse.set(r.keyId, r.at);
+    }
+    if (lastUse.size === 0) return;
+    // Best effort: last use is informative, never worth failing (and retrying) the audit batch for.
+    await this.pool
+      .query(
+        `UPDATE api_keys k SET last_used_at = GREATEST(k.last_used_at, u.at)
+         FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at) WHERE k.id = u.id`,
+        [[...lastUse.keys()], [...lastUse.values()]],
+      )
+      .catch((err: Error) => this.log.debug({ err: err.message }, 'last_used_at update failed'));
+  }
+}

@@ -1,0 +1,224 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { grants, type ApiKeyStore } from '../../lib/api-keys.js';
+import type { Logger } from '../../lib/logger.js';
+import { formatRateLimit, parseRateLimit, type RateLimit, type SecurityConfig } from '../../lib/security-config.js';
+import { sendProblem } from '../problem.js';
+import type { AnyRoute, Caller, Scope } from '../route.js';
+import type { AuthAuditWriter, Decision } from './audit.js';
+import type { LimitCheck, RateLimits } from './rate-limit.js';
+
+const REALM = 'Bearer realm="prospector"';
+
+/** What the audit row of one request will say; filled in as the request goes through auth and limits. */
+interface PendingAudit {
+  decision?: Decision;
+  keyId: string | null;
+  keyPrefix: string | null;
+  keyRateLimit: string | null;
+}
+
+export interface SecurityMiddlewareDeps {
+  store: ApiKeyStore;
+  limits: RateLimits;
+  audit: AuthAuditWriter;
+  settings: SecurityConfig;
+  log: Logger;
+}
+
+/** "POST /v1/prospects/:id/approve": the route as audited. */
+export function routeLabel(route: AnyRoute): string {
+  return `${route.method.toUpperCase()} /v1${route.path}`;
+}
+
+/** The counter a route's requests share (RouteSpec.rateLimit, else method and path). */
+export function routeBucket(route: AnyRoute): string {
+  return route.rateLimit ?? `${route.method.toUpperCase()} ${route.path}`;
+}
+
+/** The configured limit for a route: RATE_LIMIT_ROUTES by operationId, bucket or "METHOD /v1/path", else the default. */
+export function routeLimit(route: AnyRoute, settings: SecurityConfig, fallback: RateLimit | undefined): RateLimit | undefined {
+  const routes = settings.rateLimits.routes;
+  for (const name of [route.operationId, routeBucket(route), routeLabel(route)]) {
+    if (name in routes) return routes[name];
+  }
+  return fallback;
+}
+
+/** Names in RATE_LIMIT_ROUTES that match no route (a typo would silently leave the default in place). */
+export function unknownRouteLimits(routes: AnyRoute[], settings: SecurityConfig): string[] {
+  const known = new Set(routes.flatMap((r) => [r.operationId, routeBucket(r), routeLabel(r)]));
+  return Object.keys(settings.rateLimits.routes).filter((name) => !known.has(name));
+}
+
+/** Auth first (keys and scopes), then rate limits: the per-route middleware of every /v1 route. */
+export function securityMiddleware(deps: SecurityMiddlewareDeps): (route: AnyRoute) => RequestHandler[] {
+  return (route) => {
+    const handlers: RequestHandler[] = [];
+    if (typeof route.auth === 'object') handlers.push(authenticate(route, route.auth.scope, deps));
+    handlers.push(rateLimit(route, deps));
+    return handlers;
+  };
+}
+
+function authenticate(route: AnyRoute, scope: Scope, deps: SecurityMiddlewareDeps): RequestHandler {
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const audit = startAudit(req, res, route, scope, deps.audit);
+    const presented = presentedKey(req);
+    if (presented.kind !== 'key') {
+      audit.decision = 'deny_unauthenticated';
+      return unauthorized(res, presented.kind === 'missing' ? undefined : 'invalid_request', presented.kind === 'missing'
+        ? 'An API key is required: send "Authorization: Bearer <key>" or "X-API-Key: <key>".'
+        : 'The Authorization header must be "Bearer <key>".');
+    }
+    let result;
+    try {
+      result = await deps.store.authenticate(presented.key);
+    } catch (err) {
+      // The key store (PostgreSQL) is unreachable: a temporary condition, not the caller's fault.
+      deps.log.warn({ err: (err as Error).message, route: routeLabel(route) }, 'API key lookup failed');
+      res.set('Retry-After', '1');
+      return sendProblem(res, { title: 'Service unavailable', status: 503, detail: 'API keys cannot be checked right now; retry shortly.' });
+    }
+    if (!result.ok) {
+      audit.keyId = result.key?.id ?? null;
+      audit.keyPrefix = result.key ? null : (result.prefix ?? null);
+      if (result.reason === 'revoked') {
+        audit.decision = 'deny_revoked';
+        return unauthorized(res, 'invalid_token', 'This API key was revoked.');
+      }
+      if (result.reason === 'expired') {
+        audit.decision = 'deny_expired';
+        return unauthorized(res, 'invalid_token', `This API key expired at ${result.key!.expiresAt!.toISOString()}.`);
+      }
+      audit.decision = 'deny_unauthenticated';
+      return unauthorized(res, 'invalid_token', 'The API key is not valid.');
+    }
+    const key = result.key;
+    audit.keyId = key.id;
+    if (!grants(key.scopes, scope)) {
+      audit.decision = 'deny_scope';
+      res.set('WWW-Authenticate', `${REALM}, error="insufficient_scope", scope="${scope}"`);
+      return sendProblem(res, { title: 'Forbidden', status: 403, detail: `This API key lacks the scope "${scope}" needed for ${route.operationId}.`, requiredScope: scope });
+    }
+    audit.decision = 'allow';
+    audit.keyRateLimit = key.rateLimit;
+    res.locals.caller = { keyId: key.id, name: key.name, scopes: key.scopes } satisfies Caller;
+    next();
+  };
+}
+
+function rateLimit(route: AnyRoute, deps: SecurityMiddlewareDeps): RequestHandler {
+  const { settings } = deps;
+  const keyed = typeof route.auth === 'object';
+  const bucket = routeBucket(route);
+  const perRoute = routeLimit(route, settings, keyed ? settings.rateLimits.route : settings.rateLimits.anonymous);
+  const keyLimits = new Map<string, RateLimit | undefined>();
+  const keyLimit = (text: string | null) => {
+    if (!text) return settings.rateLimits.key;
+    if (!keyLimits.has(text)) keyLimits.set(text, safeParse(text) ?? settings.rateLimits.key);
+    return keyLimits.get(text);
+  };
+
+  return async (req: Request, res: Response, next: NextFunction) => {
+    const caller = res.locals.caller as Caller | undefined;
+    const audit = res.locals.authAudit as PendingAudit | undefined;
+    const checks: LimitCheck[] = [];
+    if (keyed && caller) {
+      if (perRoute) checks.push({ name: `route:${bucket}`, subject: caller.keyId, limit: perRoute });
+      const across = keyLimit(audit?.keyRateLimit ?? null);
+      if (across) checks.push({ name: 'key', subject: caller.keyId, limit: across });
+    } else if (!keyed && perRoute) {
+      checks.push({ name: `anon:${bucket}`, subject: `ip:${req.ip ?? 'unknown'}`, limit: perRoute });
+    }
+    let outcome;
+    try {
+      outcome = await deps.limits.consume(checks);
+    } catch (err) {
+      // Only reached when the store and its in-memory insurance both fail: let the request through.
+      deps.log.warn({ err: (err as Error).message }, 'rate limit check failed; request allowed');
+      return next();
+    }
+    if (!outcome) return next();
+    const { check, remaining, resetS } = outcome.reported;
+    res.set({
+      'RateLimit-Limit': String(check.limit.points),
+      'RateLimit-Remaining': String(remaining),
+      'RateLimit-Reset': String(resetS),
+      'RateLimit-Policy': `${check.limit.points};w=${check.limit.durationS}`,
+    });
+    if (outcome.allowed) return next();
+    if (audit) audit.decision = 'deny_rate';
+    else startAudit(req, res, route, null, deps.audit).decision = 'deny_rate';
+    res.set('Retry-After', String(resetS));
+    const whose = check.name === 'key' ? 'this API key across all routes' : keyed ? `this API key on ${route.operationId}` : `this client on ${route.operationId}`;
+    sendProblem(res, {
+      title: 'Too many requests',
+      status: 429,
+      detail: `Rate limit of ${formatRateLimit(check.limit)} for ${whose} exceeded; retry in ${resetS} s.`,
+    });
+  };
+}
+
+function safeParse(text: string): RateLimit | undefined {
+  try {
+    return parseRateLimit(text);
+  } catch {
+    return undefined;
+  }
+}
+
+type Presented = { kind: 'key'; key: string } | { kind: 'missing' } | { kind: 'bad-header' };
+
+/** The key from `Authorization: Bearer` (preferred) or `X-API-Key`. */
+function presentedKey(req: Request): Presented {
+  const header = req.headers.authorization;
+  if (header !== undefined && header.trim() !== '') {
+    const match = /^Bearer +(\S+) *$/i.exec(header);
+    return match ? { kind: 'key', key: match[1]! } : { kind: 'bad-header' };
+  }
+  const apiKey = req.headers['x-api-key'];
+  if (typeof apiKey === 'string' && apiKey.trim() !== '') return { kind: 'key', key: apiKey.trim() };
+  return { kind: 'missing' };
+}
+
+function unauthorized(res: Response, error: 'invalid_request' | 'invalid_token' | undefined, detail: string): void {
+  res.set('WWW-Authenticate', error ? `${REALM}, error="${error}"` : REALM);
+  sendProblem(res, { title: 'Unauthorized', status: 401, detail });
+}
+
+/** Registers the request's audit row, written when the response is done (with its final status). */
+function startAudit(req: Request, res: Response, route: AnyRoute, scope: Scope | null, writer: AuthAuditWriter): PendingAudit {
+  const pending: PendingAudit = { keyId: null, keyPrefix: null, keyRateLimit: null };
+  res.locals.authAudit = pending;
+  const at = new Date();
+  res.once('close', () => {
+    if (!pending.decision) return;
+    writer.record({
+      at,
+      keyId: pending.keyId,
+      keyPrefix: pending.keyPrefix,
+      route: routeLabel(route),
+      operationId: route.operationId,
+      method: req.method,
+      requestId: header(req, 'x-request-id'),
+      traceId: traceId(req),
+      decision: pending.decision,
+      // A client that hung up before the answer gets nginx's 499.
+      status: res.writableFinished ? res.statusCode : 499,
+      scope,
+      clientIp: req.ip ?? null,
+    });
+  });
+  return pending;
+}
+
+function header(req: Request, name: string): string | null {
+  const value = req.headers[name];
+  return typeof value === 'string' ? value.slice(0, 128) : null;
+}
+
+/** The W3C trace id of the request (traceparent), when the caller or a proxy sent one. */
+function traceId(req: Request): string | null {
+  const match = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(header(req, 'traceparent') ?? '');
+  return match && !/^0+$/.test(match[1]!) ? match[1]! : null;
+}

@@ -1,0 +1,183 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import { createActivities } from '../../activities/index.js';
+import { loadConfig, type Config } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import type { Sandbox } from '../../sandbox/server.js';
+import { createWorkers } from '../../workers/worker.js';
+import { testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+import { uniqueLead, waitForReadModel, waitForStage } from '../workflow/intake-helpers.js';
+import { startProspectsApi, type ProspectsApi } from './prospects-api.js';
+
+/**
+ * The prospects API over HTTP, with keys and scopes, against a real worker:
+ * submit (202, 400 naming the field, attach), list and read from the read
+ * model, approve / edit / reject as signals (stale refused with 409), and the
+ * screening policy (suppressions, pause). Every response is checked against
+ * the OpenAPI document.
+ */
+
+describe('prospects API', () => {
+  let db: Awaited<ReturnType<typeof testDatabase>>;
+  let temporal: Awaited<ReturnType<typeof testTemporal>>;
+  let sandbox: Sandbox;
+  let config: Config;
+  let worker: Worker;
+  let running: Promise<void>;
+  let api: ProspectsApi;
+  let writer: string;
+  let reader: string;
+  let approver: string;
+  let admin: string;
+  const taskQueue = uniqueTaskQueue('intake-api');
+
+  beforeAll(async () => {
+    try {
+      Runtime.install({ logger: new DefaultLogger('ERROR') });
+    } catch {
+      /* installed already */
+    }
+    let sb;
+    [db, temporal, sb] = await Promise.all([testDatabase(), testTemporal(), testSandbox()]);
+    sandbox = sb.sandbox;
+    config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } });
+    [worker] = await createWorkers({
+      connection: temporal.nativeConnection,
+      namespace: 'default',
+      activities: createActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }),
+      shutdownGraceMs: 1_000,
+      taskQueues: [taskQueue],
+    });
+    running = worker.run();
+    api = await startProspectsApi({ config, pool: db.pool, temporal: temporal.client, taskQueue });
+    [writer, reader, approver, admin] = await Promise.all([api.key(['prospects:write']), api.key(['prospects:read']), api.key(['approvals:write']), api.key(['admin'])]);
+  });
+
+  afterAll(async () => {
+    await api?.close();
+    worker?.shutdown();
+    await running;
+    await sandbox?.close();
+    await temporal?.close();
+    await db?.drop();
+  });
+
+  const submit = (body: unknown, key = writer) => api.call('POST', '/v1/prospects', { key, body });
+  const awaiting = (id: string) => waitForReadModel(db.pool, id, ['AWAITING_APPROVAL']);
+
+  it('refuses bad input with a 400 naming the field, and no key with a 401', async () => {
+    const bad = await submit({ email: 'not an address', name: 'X' });
+    expect(bad.status).toBe(400);
+    expect(bad.headers.get('content-type')).toContain('application/problem+json');
+    expect(bad.body.errors).toEqual([{ field: 'body.email', message: '"not an address" is not an email address (expected name@domain)' }]);
+
+    const several = await submit({ email: 'a@b.example', timeZone: 'Mars/Olympus', approvalTimeout: 'soon', colour: 'red' });
+    expect(several.status).toBe(400);
+    expect(several.body.errors.map((e: { field: string }) => e.field).sort()).toEqual(['body', 'body.approvalTimeout', 'body.timeZone']);
+    expect(several.body.detail).toMatch(/colour/);
+
+    expect((await submit({}, '')).status).toBe(401);
+    expect((await submit({ email: 'x@y.example' }, reader)).status).toBe(403);
+  });
+
+  it('submits (202 + Location), attaches a duplicate, lists by stage with pagination, and shows one prospect', async () => {
+    const lead = uniqueLead();
+    const first = await submit({ ...lead, notes: 'We need this by Q3.' });
+    expect(first.status).toBe(202);
+    expect(first.body).toMatchObject({ status: 'started', email: lead.email, id: `prospect-${lead.email}` });
+    expect(first.headers.get('location')).toBe(first.body.statusUrl);
+
+    const again = await submit({ email: lead.email.replace('@', '+second@').toUpperCase() });
+    expect(again.status).toBe(202);
+    expect(again.body).toMatchObject({ status: 'attached', id: first.body.id, runId: first.body.runId });
+
+    const others = await Promise.all([submit(uniqueLead()), submit(uniqueLead())]);
+    const ids = [first.body.id, ...others.map((o) => o.body.id)];
+    await Promise.all(ids.map(awaiting));
+
+    const page1 = await api.call('GET', '/v1/prospects?stage=AWAITING_APPROVAL&limit=2', { key: reader });
+    expect(page1.status).toBe(200);
+    expect(page1.body.items).toHaveLength(2);
+    expect(page1.body.nextCursor).toBeTruthy();
+    const page2 = await api.call('GET', `/v1/prospects?stage=AWAITING_APPROVAL&limit=2&cursor=${page1.body.nextCursor}`, { key: reader });
+    const listed = [...page1.body.items, ...page2.body.items].map((p: { id: string }) => p.id);
+    for (const id of ids) expect(listed).toContain(id);
+    expect(new Set(listed).size).toBe(listed.length);
+    expect((await api.call('GET', '/v1/prospects?stage=NOPE', { key: reader })).body.errors[0].field).toBe('query.stage');
+    expect((await api.call('GET', '/v1/prospects?cursor=garbage', { key: reader })).status).toBe(400);
+
+    const byEmail = await api.call('GET', `/v1/prospects/${encodeURIComponent(lead.email)}`, { key: reader });
+    expect(byEmail.status).toBe(200);
+    const p = byEmail.body;
+    expect(p).toMatchObject({ id: first.body.id, stage: 'AWAITING_APPROVAL', approvalState: 'AWAITING_APPROVAL', draftVersion: 1, mode: 'draft_only' });
+    expect(p.draft).toMatchObject({ version: 1, subject: expect.any(String) });
+    expect(p.slots).toHaveLength(3);
+    expect(p.live.stage).toBe('AWAITING_APPROVAL');
+    expect(p.audit.map((a: { action: string }) => a.action)).toEqual(expect.arrayContaining(['submit', 'screen', 'draft', 'await_approval']));
+    expect(p.audit.filter((a: { action: string; outcome: string }) => a.action === 'submit').map((a: { outcome: string }) => a.outcome)).toEqual(['started', 'attached']);
+    expect((await api.call('GET', '/v1/prospects/prospect-nobody@nowhere.example', { key: reader })).status).toBe(404);
+  });
+
+  it('approve / edit / reject are signals: stale versions get 409, ?wait=true returns what the workflow did', async () => {
+    const [a, b] = await Promise.all([submit(uniqueLead()), submit(uniqueLead(), writer)]);
+    await Promise.all([awaiting(a.body.id), awaiting(b.body.id)]);
+    const path = (id: string, action: string, wait = true) => `/v1/prospects/${encodeURIComponent(id)}/${action}${wait ? '?wait=true' : ''}`;
+
+    expect((await api.call('POST', path(a.body.id, 'approve'), { key: reader, body: { version: 1 } })).status).toBe(403);
+    const edited = await api.call('POST', path(a.body.id, 'edit'), { key: approver, body: { version: 1, subject: 'Shorter subject', editor: 'ana' } });
+    expect(edited).toMatchObject({ status: 200, body: { outcome: 'applied', accepted: true } });
+    const stale = await api.call('POST', path(a.body.id, 'approve'), { key: approver, body: { version: 1 } });
+    expect(stale.status).toBe(409);
+    expect(stale.body).toMatchObject({ currentVersion: 2 });
+    expect(stale.body.detail).toMatch(/version 1 is stale: the current version is 2/);
+    expect((await api.call('POST', path(a.body.id, 'edit'), { key: approver, body: { version: 2 } })).body.errors[0].field).toBe('body.body');
+
+    const approved = await api.call('POST', path(a.body.id, 'approve'), { key: approver, body: { version: 2, reason: 'ok' }, headers: { 'idempotency-key': 'approve-a-1' } });
+    expect(approved).toMatchObject({ status: 200, body: { outcome: 'approved', requestId: 'approve-a-1' } });
+    await expect.poll(async () => (await api.call('GET', `/v1/prospects/${encodeURIComponent(a.body.id)}`, { key: reader })).body.stage, { timeout: 15_000 }).toBe('APPROVED');
+    const after = await api.call('POST', path(a.body.id, 'approve'), { key: approver, body: { version: 2 } });
+    expect(after.status).toBe(409);
+    expect(after.body.detail).toMatch(/not awaiting approval \(stage APPROVED\)/);
+    const approvedRow = (await api.call('GET', `/v1/prospects/${encodeURIComponent(a.body.id)}`, { key: reader })).body;
+    expect(approvedRow.audit.find((x: { action: string }) => x.action === 'approve')).toMatchObject({ kind: 'decision', actor: 'api-key:test approvals:write', outcome: 'approved' });
+
+    const rejected = await api.call('POST', path(b.body.id, 'reject'), { key: approver, body: { reason: 'not a fit', approver: 'lee' } });
+    expect(rejected).toMatchObject({ status: 200, body: { outcome: 'rejected' } });
+    expect((await api.call('POST', path(b.body.id, 'reject'), { key: approver, body: {} })).body.errors[0].field).toBe('body.reason');
+  });
+
+  it('suppressions and the screening policy: admin to change, readers to look; a paused or suppressed lead ends SKIPPED', async () => {
+    const pattern = `*@${uniqueLead().email.split('@')[1]}`;
+    expect((await api.call('POST', '/v1/suppressions', { key: approver, body: { pattern } })).status).toBe(403);
+    expect((await api.call('POST', '/v1/suppressions', { key: admin, body: { pattern: '*@' } })).body.errors[0].field).toBe('body.pattern');
+    const added = await api.call('POST', '/v1/suppressions', { key: admin, body: { pattern: pattern.toUpperCase(), reason: 'competitor' } });
+    expect(added).toMatchObject({ status: 201, body: { pattern, kind: 'domain', reason: 'competitor' } });
+    expect((await api.call('POST', '/v1/suppressions', { key: admin, body: { pattern } })).status).toBe(200);
+    const list = await api.call('GET', '/v1/suppressions', { key: reader });
+    expect(list.body.items.map((s: { pattern: string }) => s.pattern)).toContain(pattern);
+
+    const blocked = await submit({ email: `someone${pattern.slice(1)}` });
+    const skipped = await waitForStage(temporal.client, blocked.body.id, ['SKIPPED']);
+    expect(skipped.reason).toMatch(/^suppressed: matches suppression \*@newco-/);
+
+    expect((await api.call('DELETE', `/v1/suppressions/${encodeURIComponent(pattern)}`, { key: admin })).status).toBe(204);
+    expect((await api.call('DELETE', `/v1/suppressions/${encodeURIComponent(pattern)}`, { key: admin })).status).toBe(404);
+
+    expect((await api.call('PATCH', '/v1/screening', { key: admin, body: { senderTimeZone: 'Nowhere/Else' } })).body.errors[0].field).toBe('body.senderTimeZone');
+    const paused = await api.call('PATCH', '/v1/screening', { key: admin, body: { paused: true, pausedReason: 'holiday' } });
+    expect(paused).toMatchObject({ status: 200, body: { paused: true, pausedReason: 'holiday', recontactWindowDays: 14, updatedBy: 'api-key:test admin' } });
+    try {
+      const lead = await submit(uniqueLead());
+      expect((await waitForStage(temporal.client, lead.body.id, ['SKIPPED'])).reason).toBe('paused: intake is paused (holiday)');
+      const row = (await api.call('GET', `/v1/prospects/${encodeURIComponent(lead.body.id)}`, { key: reader })).body;
+      expect(row).toMatchObject({ stage: 'SKIPPED', reason: 'paused: intake is paused (holiday)' });
+    } finally {
+      await api.call('PATCH', '/v1/screening', { key: admin, body: { paused: false, pausedReason: null } });
+    }
+    expect((await api.call('GET', '/v1/screening', { key: reader })).body.paused).toBe(false);
+  });
+
+  it('every response matched the OpenAPI document', () => {
+    expect(api.violations).toEqual([]);
+  });
+});

@@ -1,0 +1,132 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import { createActivities } from '../../activities/index.js';
+import { main } from '../../cli/main.js';
+import { loadConfig } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import type { Sandbox } from '../../sandbox/server.js';
+import { createWorkers } from '../../workers/worker.js';
+import { startProspectsApi, type ProspectsApi } from '../api/prospects-api.js';
+import { testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+import { uniqueLead, waitForReadModel, waitForStage } from '../workflow/intake-helpers.js';
+
+/** `prospector prospects …`, `suppress …`, `pause`/`resume`, `screening`: the real CLI against the real API and a worker. */
+
+describe('prospector prospects CLI', () => {
+  let db: Awaited<ReturnType<typeof testDatabase>>;
+  let temporal: Awaited<ReturnType<typeof testTemporal>>;
+  let sandbox: Sandbox;
+  let worker: Worker;
+  let running: Promise<void>;
+  let api: ProspectsApi;
+  const taskQueue = uniqueTaskQueue('intake-cli');
+  const saved = { url: process.env.PROSPECTOR_API_URL, key: process.env.PROSPECTOR_API_KEY };
+
+  beforeAll(async () => {
+    try {
+      Runtime.install({ logger: new DefaultLogger('ERROR') });
+    } catch {
+      /* installed already */
+    }
+    let sb;
+    [db, temporal, sb] = await Promise.all([testDatabase(), testTemporal(), testSandbox()]);
+    sandbox = sb.sandbox;
+    const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } });
+    [worker] = await createWorkers({
+      connection: temporal.nativeConnection,
+      namespace: 'default',
+      activities: createActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }),
+      shutdownGraceMs: 1_000,
+      taskQueues: [taskQueue],
+    });
+    running = worker.run();
+    api = await startProspectsApi({ config, pool: db.pool, temporal: temporal.client, taskQueue });
+    process.env.PROSPECTOR_API_URL = api.url;
+    process.env.PROSPECTOR_API_KEY = await api.key(['admin']);
+  });
+
+  afterAll(async () => {
+    process.env.PROSPECTOR_API_URL = saved.url;
+    process.env.PROSPECTOR_API_KEY = saved.key;
+    await api?.close();
+    worker?.shutdown();
+    await running;
+    await sandbox?.close();
+    await temporal?.close();
+    await db?.drop();
+  });
+
+  /** Runs `prospector …` in-process; returns exit code, stdout and stderr. */
+  async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
+    process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
+    process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
+    try {
+      const code = await main(['node', 'prospector', ...args]);
+      return { code, out, err };
+    } finally {
+      process.stdout.write = write.out;
+      process.stderr.write = write.err;
+    }
+  }
+
+  it('submit, list, show, edit, approve (stale refused), reject', async () => {
+    const lead = uniqueLead();
+    const submitted = await cli('prospects', 'submit', lead.email, '--name', 'Kim Park', '--company', lead.company!, '--notes', 'Looking at tools', '--json');
+    expect(submitted.code).toBe(0);
+    const { id, status } = JSON.parse(submitted.out);
+    expect(status).toBe('started');
+    await waitForReadModel(db.pool, id, ['AWAITING_APPROVAL']);
+
+    const list = await cli('prospects', 'list', '--stage', 'awaiting_approval');
+    expect(list.code).toBe(0);
+    expect(list.out).toMatch(new RegExp(`AWAITING_APPROVAL\\s+AWAITING_APPROVAL\\s+v1\\s+${lead.email.replace(/[.]/g, '\\.')}`));
+
+    const show = await cli('prospects', 'show', lead.email);
+    expect(show.code).toBe(0);
+    expect(show.out).toContain(`${id}  AWAITING_APPROVAL`);
+    expect(show.out).toMatch(/Draft v1: Quick idea for Newco/);
+    expect(show.out).toContain(`Decide: prospector prospects approve ${id} --draft-version 1`);
+
+    const stale = await cli('prospects', 'approve', id, '--draft-version', '2');
+    expect(stale.code).toBe(1);
+    expect(stale.err).toMatch(/409 Conflict: Draft version 2 is stale: the current version is 1/);
+
+    const edit = await cli('prospects', 'edit', id, '--draft-version', '1', '--subject', 'Quick question');
+    expect(edit).toMatchObject({ code: 0, out: 'Edit applied: the draft is now version 2.\n' });
+    const approve = await cli('prospects', 'approve', id, '--draft-version', '2', '--approver', 'kim@prospector.example');
+    expect(approve).toMatchObject({ code: 0, out: `Approved ${id}.\n` });
+    // The approval is recorded at once; the close-out (task, note) follows.
+    await expect.poll(async () => JSON.parse((await cli('prospects', 'show', id, '--json')).out).stage, { timeout: 15_000 }).toBe('APPROVED');
+    const after = JSON.parse((await cli('prospects', 'show', id, '--json')).out);
+    expect(after).toMatchObject({ stage: 'APPROVED', draftVersion: 2, decision: { by: 'kim@prospector.example', version: 2 } });
+
+    const other = JSON.parse((await cli('prospects', 'submit', uniqueLead().email, '--json')).out);
+    await waitForReadModel(db.pool, other.id, ['AWAITING_APPROVAL']);
+    expect((await cli('prospects', 'reject', other.id)).code).not.toBe(0); // --reason is required
+    expect(await cli('prospects', 'reject', other.id, '--reason', 'duplicate lead')).toMatchObject({ code: 0, out: `Rejected ${other.id}.\n` });
+    expect((await cli('prospects', 'submit', 'nope')).err).toMatch(/400 Invalid request: body\.email: "nope" is not an email address/);
+  });
+
+  it('suppress add/list/remove, pause/resume and the screening policy', async () => {
+    expect(await cli('suppress', 'add', '*@Rival.example', '--reason', 'competitor')).toMatchObject({ code: 0, out: 'Suppressed *@rival.example (domain).\n' });
+    expect((await cli('suppress', 'list')).out).toMatch(/\*@rival\.example\s+domain\s+competitor/);
+    expect((await cli('suppress', 'add', 'not a pattern')).code).toBe(1);
+    expect((await cli('suppress', 'remove', '*@rival.example')).code).toBe(0);
+    expect((await cli('suppress', 'list')).out).toBe('The suppression list is empty.\n');
+
+    expect((await cli('pause', '--reason', 'list cleanup')).code).toBe(0);
+    try {
+      expect((await cli('screening')).out).toMatch(/Paused:\s+yes \(list cleanup\)/);
+      const lead = JSON.parse((await cli('prospects', 'submit', uniqueLead().email, '--json')).out);
+      expect((await waitForStage(temporal.client, lead.id, ['SKIPPED'])).reason).toBe('paused: intake is paused (list cleanup)');
+    } finally {
+      expect((await cli('resume')).out).toBe('Intake resumed.\n');
+    }
+    const set = await cli('screening', '--recontact-days', '30', '--domain-cap', '5', '--json');
+    expect(JSON.parse(set.out)).toMatchObject({ paused: false, recontactWindowDays: 30, domainDailyCap: 5 });
+    expect((await cli('screening', '--domain-cap', '-1')).code).toBe(1);
+  });
+});

@@ -1,0 +1,86 @@
+import type { Worker } from '@temporalio/worker';
+import type { WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { createActivities } from '../../activities/index.js';
+import { createHarvestActivities } from '../../activities/harvest.js';
+import { loadConfig, type Config } from '../../lib/config.js';
+import { loadHarvestConfig, type HarvestConfig } from '../../lib/harvest-config.js';
+import { createLogger } from '../../lib/logger.js';
+import type { SandboxClient } from '../../sandbox/client.js';
+import type { Sandbox } from '../../sandbox/server.js';
+import { createWorkers } from '../../workers/worker.js';
+import type { HarvestInput, HarvestSummary, HarvestTuning, SourceQuery } from '../../workflows/harvest-types.js';
+import { testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+
+/** Retries and timeouts short enough for tests; the logic is the production one. */
+export const FAST_TUNING: Partial<HarvestTuning> = {
+  retryBackoffMs: 100,
+  llmBackoffMs: 100,
+  llmAttempts: 3,
+  rateLimitMaxWaitMs: 5_000,
+};
+
+export const COMPETITORS: SourceQuery = { name: 'competitors', source: 'x', query: '(Outboundly OR PipeNest OR MailRaven OR Salesbolt) -is:retweet' };
+
+export interface HarvestStack {
+  db: Awaited<ReturnType<typeof testDatabase>>;
+  temporal: Awaited<ReturnType<typeof testTemporal>>;
+  sandbox: Sandbox;
+  control: SandboxClient;
+  config: Config;
+  harvest: HarvestConfig;
+  taskQueue: string;
+  worker: Worker;
+  start(input: HarvestInput, id?: string): Promise<WorkflowHandleWithFirstExecutionRunId>;
+  run(input: HarvestInput, id?: string): Promise<HarvestSummary>;
+  close(): Promise<void>;
+}
+
+let seq = 0;
+
+/** A database, a sandbox and a worker on a task queue of their own, for one test file. */
+export async function harvestStack(overrides: Record<string, string> = {}): Promise<HarvestStack> {
+  const [db, temporal, sb] = await Promise.all([testDatabase(), testTemporal(), testSandbox()]);
+  const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sb.sandbox.url } });
+  const taskQueue = uniqueTaskQueue('harvest');
+  const harvest = loadHarvestConfig({ env: {}, overrides: { HARVEST_SLACK_CHANNEL: '#signals', HARVEST_TASK_QUEUE: taskQueue, ...overrides } });
+  const log = createLogger({ name: 'test', level: 'silent' });
+  const deps = { config, pool: db.pool, log };
+  const activities = { ...createActivities(deps), ...createHarvestActivities(deps, { harvest }) };
+  const [worker] = await createWorkers({ connection: temporal.nativeConnection, namespace: 'default', activities, shutdownGraceMs: 1_000, taskQueues: [taskQueue] });
+  const running = worker!.run();
+  const start = (input: HarvestInput, id = `harvest-test-${Date.now()}-${++seq}`) =>
+    temporal.client.workflow.start('harvest', { taskQueue, workflowId: id, args: [{ trigger: 'test', ...input, tuning: { ...FAST_TUNING, ...input.tuning } } satisfies HarvestInput] });
+  return {
+    db,
+    temporal,
+    sandbox: sb.sandbox,
+    control: sb.client,
+    config,
+    harvest,
+    taskQueue,
+    worker: worker!,
+    start,
+    run: async (input, id) => (await start(input, id)).result() as Promise<HarvestSummary>,
+    async close() {
+      worker?.shutdown();
+      await running.catch(() => undefined);
+      await temporal.close();
+      await sb.sandbox.close();
+      await db.drop();
+    },
+  };
+}
+
+export interface SlackPost {
+  channel: string;
+  ts: string;
+  text: string;
+  metadata?: { event_type: string; event_payload: { message_key: string; run_key: string; kind: string; count: number } };
+  source: string;
+}
+
+/** Posts the harvest made (API posts carrying our metadata). */
+export async function harvestPosts(control: SandboxClient): Promise<SlackPost[]> {
+  const { messages } = await control.get<{ messages: SlackPost[] }>('/_sandbox/slack/messages');
+  return messages.filter((m) => m.metadata?.event_type === 'prospector_signal');
+}
