@@ -4,6 +4,7 @@ import type { Fact } from '../lib/prospect.js';
 import { call, providerFailure, statusOf } from './intake-errors.js';
 import { findEffect, recordEffect } from './prospects-store.js';
 import { hubspotErrorDetails } from './hubspot.js';
+import type { ScreenedLead } from './screening.js';
 
 /**
  * HubSpot side of the intake (steps 2 and 7): find or create the contact,
@@ -64,14 +65,7 @@ const COMPANY_PROPS = ['name', 'domain', 'description', 'industry', 'numberofemp
 /** HubSpot-defined association type ids. */
 const ASSOC = { taskToContact: 204, taskToCompany: 192, noteToContact: 202, noteToCompany: 190 } as const;
 
-export interface LeadForCrm {
-  email: string;
-  domain: string;
-  name?: string;
-  company?: string;
-  title?: string;
-  phone?: string;
-}
+export type LeadForCrm = Pick<ScreenedLead, 'email' | 'domain' | 'name' | 'company' | 'title' | 'phone'>;
 
 export function createCrmRecords(hubspot: Client, pool: Pool) {
   let owners: { at: number; list: CrmOwner[] } | undefined;

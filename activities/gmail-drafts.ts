@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import MailComposer from 'nodemailer/lib/mail-composer';
-import type { Pool } from '../lib/db.js';
+import { inTransaction, type Pool } from '../lib/db.js';
 import type { Gmail } from './google.js';
 import { call, providerFailure, statusOf } from './intake-errors.js';
-import { findEffect, inTransaction, recordEffect } from './prospects-store.js';
+import { findEffect, recordEffect } from './prospects-store.js';
 
 /**
  * Gmail side of the intake: the conversation so far (step 3), the one draft

@@ -9,7 +9,8 @@ import { createCrmRecords, type CrmRecords, type LeadForCrm, type ResolvedCrm } 
 import { checkGuards, withOptOut, writeEmail, type WriteOutcome, type WriterContext } from './email-writer.js';
 import { contentHash, createGmailDrafts, type DraftContent, type DraftRef, type EmailContext, type GmailDrafts } from './gmail-drafts.js';
 import { withHeartbeat } from './intake-errors.js';
-import { appendIntakeAudit, commitStep, inTransaction, readSettings, writeReadModel, type AuditEntry, type ProgressStamp, type ReadModelPatch } from './prospects-store.js';
+import { appendIntakeAudit, commitStep, readSettings, writeReadModel, type AuditEntry, type ProgressStamp, type ReadModelPatch } from './prospects-store.js';
+import { inTransaction } from '../lib/db.js';
 import { recordFinalStage, screenLead, type ScreenInput, type ScreenResult, type ScreenedLead } from './screening.js';
 
 /**

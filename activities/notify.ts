@@ -1,5 +1,5 @@
 import { ErrorCode, type KnownBlock, type WebClient } from '@slack/web-api';
-import type { Pool } from '../lib/db.js';
+import { inTransaction, type Pool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
 
 /**
@@ -130,13 +130,11 @@ export class SlackChannelMissingError extends Error {
 }
 
 async function plan(pool: Pool, input: NotifyInput): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  await inTransaction(pool, async (client) => {
     // Serialise planners of the same run (two attempts of one activity must not both plan).
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`notify:${input.runKey}`]);
     const planned = await client.query('SELECT 1 FROM signal_notifications WHERE run_key = $1 LIMIT 1', [input.runKey]);
-    if (planned.rowCount) return void (await client.query('COMMIT'));
+    if (planned.rowCount) return;
     await client.query(
       `UPDATE signal_notifications SET run_key = $1 WHERE posted_at IS NULL AND run_key <> $1 AND created_at < now() - make_interval(secs => $2)`,
       [input.runKey, (input.staleAfterMs ?? 3_600_000) / 1000],
@@ -167,28 +165,14 @@ async function plan(pool: Pool, input: NotifyInput): Promise<void> {
         );
       }
     }
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 async function markPosted(pool: Pool, m: OwedMessage, channelId: string, ts: string): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  await inTransaction(pool, async (client) => {
     await client.query('UPDATE signal_notifications SET posted_at = now(), slack_ts = $2, slack_channel_id = $3 WHERE message_key = $1', [m.message_key, ts, channelId]);
     await client.query('UPDATE signals SET notified_at = now() WHERE id = ANY($1::bigint[]) AND notified_at IS NULL', [m.signal_ids]);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 // ---- message content ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Pool } from '../lib/db.js';
+import { inTransaction, type Pool } from '../lib/db.js';
 import type { ApprovalStateValue, SendMode, Stage } from '../lib/prospect.js';
 
 /**
@@ -47,21 +47,6 @@ export interface AuditEntry {
 }
 
 type Queryable = Pool | pg.PoolClient;
-
-export async function inTransaction<T>(pool: Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
-}
 
 /** Audit key of one event of one intake: retries of the same step write the same row once. */
 export function auditKey(stamp: Pick<ProgressStamp, 'intakeKey' | 'seq'>, key: string): string {

@@ -1,7 +1,7 @@
 import type pg from 'pg';
-import type { Pool } from '../lib/db.js';
+import { inTransaction, type Pool } from '../lib/db.js';
 import { normaliseEmail, suppressionCandidates, type LeadInput, type SendMode, type SkipReason } from '../lib/prospect.js';
-import { appendIntakeAudit, inTransaction, matchingSuppression, readSettings, writeReadModel, type ProgressStamp } from './prospects-store.js';
+import { appendIntakeAudit, matchingSuppression, readSettings, writeReadModel, type ProgressStamp } from './prospects-store.js';
 
 /**
  * Step 1, screen: normalise the lead and decide whether Prospector may write
@@ -15,17 +15,8 @@ export interface ScreenInput {
   lead: LeadInput;
 }
 
-export interface ScreenedLead {
-  email: string;
-  domain: string;
-  name?: string;
-  company?: string;
-  title?: string;
-  phone?: string;
-  timeZone?: string;
-  notes?: string;
-  source: string;
-}
+/** A lead after normalisation: its domain known and its source settled. */
+export type ScreenedLead = LeadInput & { domain: string; source: string };
 
 /** What an intake started without them (e.g. by a harvest, or `temporal workflow start`) uses: the configuration's. */
 export interface IntakeDefaults {

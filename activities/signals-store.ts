@@ -1,4 +1,4 @@
-import type { Pool } from '../lib/db.js';
+import { inTransaction, type Pool } from '../lib/db.js';
 import type { Category, Sentiment } from '../lib/harvest-config.js';
 import type { SignalInput, SourceKind } from './sources/types.js';
 
@@ -104,9 +104,7 @@ export async function readCursor(pool: Pool, source: SourceKind, queryName: stri
 
 /** Ends a window: the new cursor is stored and any open window for the query is closed, together. */
 export async function completeWindow(pool: Pool, source: SourceKind, queryName: string, cursor: string | null): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  await inTransaction(pool, async (client) => {
     if (cursor !== null) {
       await client.query(
         `INSERT INTO source_cursors (source, query_name, cursor, updated_at) VALUES ($1, $2, $3, now())
@@ -115,13 +113,7 @@ export async function completeWindow(pool: Pool, source: SourceKind, queryName: 
       );
     }
     await client.query('DELETE FROM source_open_windows WHERE source = $1 AND query_name = $2', [source, queryName]);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 export interface OpenWindow {

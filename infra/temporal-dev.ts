@@ -113,6 +113,8 @@ export interface DevServerOptions {
   uiPort?: number;
   /** SQLite file for persistence across restarts; omitted = in memory. */
   dbFile?: string;
+  /** e.g. journal_mode=wal, synchronous=normal. */
+  sqlitePragmas?: string[];
   headless?: boolean;
   namespace?: string;
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
@@ -132,6 +134,7 @@ export function devServerArgs(o: DevServerOptions): string[] {
   if (o.headless) args.push('--headless');
   else args.push('--ui-port', String(o.uiPort ?? o.port + 1000));
   if (o.dbFile) args.push('--db-filename', o.dbFile);
+  for (const pragma of o.sqlitePragmas ?? []) args.push('--sqlite-pragma', pragma);
   if (o.namespace && o.namespace !== 'default') args.push('--namespace', o.namespace);
   for (const key of SEARCH_ATTRIBUTES) args.push('--search-attribute', `${key.name}=Keyword`);
   return args;

@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { SCOPES, type Scope } from '../api/route.js';
-import type { Pool } from './db.js';
+import { inTransaction, type Pool } from './db.js';
 import { loadSecurityConfig, parseRateLimit, type SecurityConfig } from './security-config.js';
 
 /**
@@ -250,19 +250,8 @@ export class ApiKeyStore {
     return fromRow(rows[0]);
   }
 
-  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+  private transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, work);
   }
 }
 

@@ -21,18 +21,22 @@ export class ConfigError extends Error {
   }
 }
 
-const duration = (fallback: string) =>
+/** A duration setting such as "30s", "15m" or "72h", parsed to milliseconds. */
+export const durationSetting = (fallback: string, bounds: { allowZero?: boolean; max?: number } = {}) =>
   z
     .string()
     .default(fallback)
     .transform((value, ctx) => {
       const parsed = ms(value as ms.StringValue);
-      if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed <= 0) {
-        ctx.addIssue({ code: 'custom', message: `expected a duration such as "30s", "15m" or "72h", got "${value}"` });
+      const tooSmall = typeof parsed === 'number' && (bounds.allowZero ? parsed < 0 : parsed <= 0);
+      if (typeof parsed !== 'number' || !Number.isFinite(parsed) || tooSmall || (bounds.max !== undefined && parsed > bounds.max)) {
+        const limit = bounds.max !== undefined ? ` of at most ${ms(bounds.max)}` : '';
+        ctx.addIssue({ code: 'custom', message: `expected a duration such as "500ms", "30s", "15m" or "72h"${limit}, got "${value}"` });
         return z.NEVER;
       }
       return parsed;
     });
+const duration = durationSetting;
 
 const port = (fallback: number) =>
   z.coerce

@@ -22,6 +22,22 @@ export function createPool(url: string, max = 10): pg.Pool {
   return pool;
 }
 
+/** Runs `work` in one transaction on one client: committed when it returns, rolled back when it throws. */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await work(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
 /**
  * Applies pending migrations. Safe to call from every process at start:
  * node-pg-migrate takes an advisory lock, and applied files are skipped.

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
-import ms from 'ms';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { ConfigError } from './config.js';
+import { ConfigError, durationSetting } from './config.js';
 import { TASK_QUEUES } from './search-attributes.js';
 import type { ScoreWeights } from './scoring.js';
 
@@ -54,18 +53,7 @@ export const DEFAULT_WEIGHTS: ScoreWeights = {
   sentimentMultiplier: { negative: 1.1, neutral: 1.0, positive: 0.9 },
 };
 
-const duration = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((value, ctx) => {
-      const parsed = ms(value as ms.StringValue);
-      if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed <= 0) {
-        ctx.addIssue({ code: 'custom', message: `expected a duration such as "30s", "15m" or "24h", got "${value}"` });
-        return z.NEVER;
-      }
-      return parsed;
-    });
+const duration = (fallback: string) => durationSetting(fallback);
 const int = (fallback: number, min: number, max: number) => z.coerce.number({ error: 'expected a number' }).int('expected a whole number').min(min).max(max).default(fallback);
 const num = (fallback: number, min: number, max: number) => z.coerce.number({ error: 'expected a number' }).min(min).max(max).default(fallback);
 const bool = (fallback: boolean) =>

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import ms from 'ms';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { ConfigError } from './config.js';
+import { ConfigError, durationSetting } from './config.js';
 import { defaultSecretProvider, type SecretProvider } from './secrets.js';
 
 /**
@@ -77,18 +77,7 @@ const rate = (fallback: string) =>
       }
     });
 
-const duration = (fallback: string, max?: number) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((value, ctx) => {
-      const parsed = ms(value as ms.StringValue);
-      if (typeof parsed !== 'number' || !Number.isFinite(parsed) || parsed < 0 || (max !== undefined && parsed > max)) {
-        ctx.addIssue({ code: 'custom', message: `expected a duration such as "500ms", "30s" or "24h"${max !== undefined ? ` of at most ${ms(max)}` : ''}, got "${value}"` });
-        return z.NEVER;
-      }
-      return parsed;
-    });
+const duration = (fallback: string, max?: number) => durationSetting(fallback, { allowZero: true, max });
 
 const schema = z.object({
   PROSPECTOR_ENV: z.enum(['development', 'test', 'production']).default('development'),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { seededRandom } from '../lib/prng.js';
 import type { SandboxProviderName } from './types.js';
 
 /**
@@ -31,26 +32,15 @@ export type FaultAction =
   | { kind: 'timeout'; delayMs: number }
   | { kind: 'apply_then_fail'; status: number };
 
-/** Small seeded PRNG (mulberry32) so a fault run can be repeated exactly. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export class FaultController {
   private rules: FaultRule[] = [];
   private seq = 0;
-  private random = prng(42);
+  private random = seededRandom(42);
   readonly injected: Record<string, Record<string, number>> = {};
 
   seed(value: number) {
-    this.random = prng(value);
+    this.random = seededRandom(value);
   }
 
   add(input: FaultRuleInput): FaultRule {

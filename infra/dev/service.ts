@@ -33,6 +33,9 @@ if (which === 'temporal') {
     port,
     uiPort: config.temporal.uiPort,
     dbFile: path.join(config.dataDir, 'temporal.db'),
+    // WAL with normal sync: survives a crash of the server process, and starts
+    // workflows about twice as fast as SQLite's default full sync.
+    sqlitePragmas: ['journal_mode=wal', 'synchronous=normal'],
     namespace: config.temporal.namespace,
     onOutput: (line) => console.log(line),
   });

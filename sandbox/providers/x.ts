@@ -1,4 +1,5 @@
 import type { Request, Response, Router } from 'express';
+import { seededRandom } from '../../lib/prng.js';
 import fixture from '../fixtures/x.json' with { type: 'json' };
 import type { ErrorKind, ProviderContext, ProviderModule, WireError } from '../types.js';
 
@@ -779,16 +780,6 @@ function errorFor(kind: ErrorKind, status: number, message: string, extra?: Reco
 
 // ---- control plane: seeding for tests and benchmarks ------------------------------------------------------
 
-function mulberry32(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FIRST_NAMES = ['Alex', 'Sam', 'Jordan', 'Taylor', 'Morgan', 'Casey', 'Riley', 'Jamie', 'Avery', 'Quinn', 'Harper', 'Rowan'];
 const LAST_NAMES = ['Reyes', 'Kim', 'Novak', 'Haddad', 'Larsen', 'Osei', 'Tanaka', 'Moreau', 'Silva', 'Brennan', 'Iyer', 'Kowalski'];
@@ -801,7 +792,7 @@ function syntheticAuthors(state: XState, count: number): XStoredUser[] {
     const username = `gen_author_${i}`;
     let user = byName.get(username);
     if (!user) {
-      const r = mulberry32(i);
+      const r = seededRandom(i);
       user = {
         id: (1_700_000_000_000_000_000n + BigInt(i)).toString(),
         username,
@@ -837,7 +828,7 @@ interface GenerateOptions {
 
 /** Appends `count` synthetic tweets, deterministic for a seed (texts, authors, metrics). */
 function generate(ctx: Ctx, o: GenerateOptions): XStoredTweet[] {
-  const r = mulberry32(o.seed ?? 1);
+  const r = seededRandom(o.seed ?? 1);
   const pick = <T>(items: T[]): T => items[Math.floor(r() * items.length)]!;
   const synthetic = fixture.synthetic;
   const terms = o.terms?.length ? o.terms : synthetic.terms;

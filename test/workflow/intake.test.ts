@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { seededRandom } from '../../lib/prng.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -386,7 +387,7 @@ describe('prospect intake workflow', () => {
   });
 
   it('signals in random orders never send without an approval of the then-current version', async () => {
-    const rng = mulberry32(20261123);
+    const rng = seededRandom(20261123);
     const N = 6;
     await sbx.addFaults({ provider: 'openai', kind: 'latency', delayMs: 1_500 }); // the gate opens after the early signals
     const starts = await Promise.all(Array.from({ length: N }, () => submit(client, taskQueue, uniqueLead(), { mode: 'send_on_approval' })));
@@ -503,13 +504,3 @@ describe('prospect intake workflow', () => {
   });
 });
 
-function mulberry32(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
