@@ -1,7 +1,17 @@
-import type { Request, Response } from 'express';
-import { collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import type { Application, Request, Response } from 'express';
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-/** Prometheus metrics of the API process: runtime defaults plus request latency by route. */
+/** Reads the intake outbox depth (api/intake-dispatcher.ts); set on the app by buildApi. */
+export type OutboxDepthSource = () => Promise<{ pending: number; oldestAgeSeconds: number }>;
+
+const OUTBOX_DEPTH = 'prospectorOutboxDepth';
+
+/** Makes /metrics of this app report the intake outbox depth. */
+export function reportOutboxDepth(app: Application, source: OutboxDepthSource): void {
+  app.locals[OUTBOX_DEPTH] = source;
+}
+
+/** Prometheus metrics of the API process: runtime defaults, request latency by route, the intake outbox depth. */
 export function createApiMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'prospector_api_' });
@@ -12,6 +22,17 @@ export function createApiMetrics() {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
+  // Leads stored but not yet started in Temporal: grows while Temporal is down or slower than submissions.
+  const outboxPending = new Gauge({
+    name: 'prospector_intake_outbox_pending',
+    help: 'Submitted leads whose intake has not been started in Temporal yet',
+    registers: [registry],
+  });
+  const outboxOldest = new Gauge({
+    name: 'prospector_intake_outbox_oldest_seconds',
+    help: 'Age of the oldest submitted lead whose intake has not been started yet (0 when none waits)',
+    registers: [registry],
+  });
   return {
     registry,
     /** Records each request under its route template (never the raw path: ids would explode cardinality). */
@@ -19,7 +40,14 @@ export function createApiMetrics() {
       const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : res.statusCode === 404 ? 'unmatched' : req.path;
       requests.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
     },
-    async handler(_req: Request, res: Response) {
+    async handler(req: Request, res: Response) {
+      const depth = req.app.locals[OUTBOX_DEPTH] as OutboxDepthSource | undefined;
+      // The database is shared by all replicas: each reports the same depth (alert on max, not sum).
+      const read = await depth?.().catch(() => undefined);
+      if (read) {
+        outboxPending.set(read.pending);
+        outboxOldest.set(read.oldestAgeSeconds);
+      }
       res.type(registry.contentType).send(await registry.metrics());
     },
   };

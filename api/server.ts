@@ -1,11 +1,29 @@
+import pg from 'pg';
 import { createApp } from './app.js';
-import type { ApiDeps } from './deps.js';
+import { startIntakeDispatcher, type IntakeDispatcher, type IntakeDispatcherOptions } from './intake-dispatcher.js';
+import { outboxDepth, submissionSignal } from './intake-outbox.js';
+import { reportOutboxDepth } from './metrics.js';
+import type { IntakeApiDeps } from './routes/prospects.js';
 import { allRoutes } from './routes/index.js';
-import { createSecurity } from './security/index.js';
+import { createSecurity, type SecurityOptions } from './security/index.js';
 
-/** The complete API (routes, security, extras) as production runs it; tests use the same. */
-export async function buildApi(deps: ApiDeps) {
-  const security = await createSecurity(deps);
+const DISPATCHER_POOL_MAX = 3;
+
+export interface BuildApiOptions {
+  /** Security settings instead of the environment, contract check (tests, benchmarks). */
+  security?: SecurityOptions;
+  /** Intake dispatcher settings; false runs none (a replica that only takes leads). */
+  dispatcher?: Partial<IntakeDispatcherOptions> | false;
+}
+
+/**
+ * The complete API (routes, security, extras) as production runs it; tests use
+ * the same. Every replica also runs an intake dispatcher, which starts the
+ * intakes of submitted leads in Temporal; close() stops it before the
+ * security parts flush.
+ */
+export async function buildApi(deps: IntakeApiDeps, options: BuildApiOptions = {}) {
+  const security = await createSecurity(deps, options.security);
   const app = createApp({
     ...deps,
     routes: allRoutes(deps),
@@ -13,5 +31,22 @@ export async function buildApi(deps: ApiDeps) {
     checks: security.checks,
     extras: security.extras,
   });
-  return { app, close: () => security.close() };
+  // The dispatcher has a small pool of its own, so its claims and records never queue request
+  // traffic, and commits asynchronously: its writes (leases, "dispatched", the dispatch audit row)
+  // are safe to lose in a PostgreSQL crash (the row is dispatched again and lands on the same run),
+  // and not waiting on WAL flushes leaves them to the submissions, which must be durable.
+  const dispatcherPool =
+    options.dispatcher === false ? undefined : new pg.Pool({ ...deps.pool.options, max: DISPATCHER_POOL_MAX, options: '-c synchronous_commit=off' });
+  dispatcherPool?.on('error', () => undefined);
+  const dispatcher: IntakeDispatcher | undefined = dispatcherPool && startIntakeDispatcher({ ...deps, pool: dispatcherPool, signal: submissionSignal(deps.pool) }, options.dispatcher || {});
+  reportOutboxDepth(app, () => outboxDepth(deps.pool));
+  return {
+    app,
+    dispatcher,
+    security,
+    async close() {
+      await dispatcher?.close();
+      await Promise.all([security.close(), dispatcherPool?.end()]);
+    },
+  };
 }

@@ -19,7 +19,8 @@ import { startWorkerProcess, writeWorkflowBundle, type ChildWorker, type WorkerE
 /**
  * The intake acceptance run (issue 3), with wall times:
  *
- *   1. clean:  N intakes submitted at once through POST /v1/prospects (send_on_approval);
+ *   1. clean:  N intakes submitted at once through POST /v1/prospects (send_on_approval),
+ *              started by the API's outbox dispatcher;
  *              all reach AWAITING_APPROVAL; the sandbox holds exactly N drafts, N tasks,
  *              N notes and 0 sent; approving all N sends exactly N, each after its
  *              approval in the audit trail.
@@ -185,9 +186,14 @@ async function round(stack: Stack, name: string, chaos: boolean): Promise<RoundR
   const submitMs = performance.now() - t0;
   const bad = answers.filter((a) => a.status !== 202);
   if (bad.length) throw new Error(`${bad.length} submissions failed: ${JSON.stringify(bad[0]!.body)}`);
-  const started: Started[] = answers.map((a) => ({ workflowId: a.body.id, runId: a.body.runId }));
+  log(`  submitted ${N} in ${seconds(submitMs)} (stored; the API's dispatcher starts the intakes)`);
+  // The run ids (intake keys) come from the dispatcher, once it started each intake.
+  const runs = await Promise.all(answers.map((a) => stack.api.runOf(a.body.submissionId, 120_000)));
+  const notStarted = runs.filter((r) => r.outcome !== 'started');
+  if (notStarted.length) throw new Error(`${notStarted.length} submissions joined an intake instead of starting one`);
+  const started: Started[] = runs.map((r) => ({ workflowId: r.workflowId, runId: r.runId }));
   const ids = started.map((s) => s.workflowId);
-  log(`  submitted ${N} in ${seconds(submitMs)}`);
+  log(`  all ${N} started in Temporal ${seconds(performance.now() - t0)} after the first submission`);
 
   const killDuringDrafting = chaos && KILLS >= 1;
   const toAwaitingMs = await waitFor(stack.pool, ids, 'AWAITING_APPROVAL', 600_000, async () => {

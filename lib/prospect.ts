@@ -312,6 +312,16 @@ export function effectKey(intakeKey: string, effect: 'task' | 'note' | 'decision
 export interface StartIntakeOptions {
   taskQueue: string;
   workflowId?: string;
+  /**
+   * More start options, passed through to `workflow.start` (the intake
+   * dispatcher sets the start request id this way: see api/intake-dispatcher.ts).
+   */
+  startOptions?: Record<PropertyKey, unknown>;
+}
+
+/** Memo of an intake run: which submission started it (the dispatcher tells "started" from "attached" by it). */
+export interface IntakeMemo {
+  submissionId?: string;
 }
 
 /**
@@ -322,11 +332,14 @@ export async function startIntake(client: Client, input: IntakeInput, options: S
   const email = normaliseEmail(input.lead.email);
   if (!email.ok) throw new Error(`cannot start an intake: ${email.reason}`);
   const workflowId = options.workflowId ?? intakeWorkflowId(email.email);
+  const memo: IntakeMemo | undefined = input.submissionId ? { submissionId: input.submissionId } : undefined;
   const handle = await client.workflow.start(WORKFLOW_TYPE, {
+    ...options.startOptions,
     taskQueue: options.taskQueue,
     workflowId,
     args: [{ ...input, lead: { ...input.lead, email: email.email } }],
     workflowIdConflictPolicy: 'USE_EXISTING',
+    memo: memo as Record<string, unknown> | undefined,
     // Listed at once in the Web UI: "all intakes for acme.example", "all submitted".
     typedSearchAttributes: [
       { key: ProspectDomain, value: email.domain },

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Request } from 'express';
+import type pg from 'pg';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { z } from 'zod';
 import {
@@ -11,7 +12,6 @@ import {
   SEND_MODES,
   SIGNAL_NAMES,
   STAGES,
-  startIntake,
   STATUS_QUERY,
   type ApprovePayload,
   type EditPayload,
@@ -23,14 +23,16 @@ import {
 } from '../../lib/prospect.js';
 import { TASK_QUEUES } from '../../lib/search-attributes.js';
 import type { ApiDeps } from '../deps.js';
+import { outboxWriter, storeSubmissions, submissionSignal, type QueuedSubmission } from '../intake-outbox.js';
 import { HttpProblem, problems } from '../problem.js';
 import { defineRoute, type AnyRoute, type Caller } from '../route.js';
 
 /**
- * Prospects: submit a lead (starts, or attaches to, its intake workflow), list
- * and read them from the read model, and drive the approval gate by signal.
- * The API holds no state of its own: the workflow decides, and refuses a stale
- * approval even if the read model let it through.
+ * Prospects: submit a lead (stored in the intake outbox, started by the
+ * dispatcher: api/intake-dispatcher.ts), list and read them from the read
+ * model, and drive the approval gate by signal. The API holds no state of its
+ * own: the workflow decides, and refuses a stale approval even if the read
+ * model let it through.
  */
 
 /** ApiDeps plus the task queue intakes run on (tests and benches use their own). */
@@ -101,8 +103,13 @@ const SubmitBody = z
 const Submitted = z
   .object({
     id: z.string().describe('Workflow id, derived from the normalised email'),
-    runId: z.string(),
-    status: z.enum(['started', 'attached']).describe('attached: an intake for this person was already running; this submission joined it'),
+    submissionId: z.uuid().describe('This submission; its audit rows (submit, dispatch) carry it'),
+    status: z
+      .enum(['queued', 'attached'])
+      .describe(
+        'queued: the lead is stored and its intake starts within moments (while the workflow service is down, as soon as it is back); ' +
+          'attached: an intake for this person is already running or waiting to start, and this submission joins it',
+      ),
     email: z.string(),
     statusUrl: z.string(),
   })
@@ -207,8 +214,8 @@ const ListQuery = z.object({
 
 export interface SubmitResult {
   id: string;
-  runId: string;
-  status: 'started' | 'attached';
+  submissionId: string;
+  status: 'queued' | 'attached';
   email: string;
   statusUrl: string;
 }
@@ -216,16 +223,25 @@ export interface SubmitResult {
 export const statusUrl = (id: string) => `/v1/prospects/${encodeURIComponent(id)}`;
 
 const temporalUnavailable = (err: unknown) =>
-  new HttpProblem({ title: 'Service unavailable', status: 503, detail: `The workflow service is unavailable (${(err as Error).message}); the lead was not taken, retry shortly.` });
+  new HttpProblem({ title: 'Service unavailable', status: 503, detail: `The workflow service is unavailable (${(err as Error).message}); retry shortly.` });
+
+const leadNotStored = () =>
+  new HttpProblem({ title: 'Service unavailable', status: 503, detail: 'The lead could not be stored right now; it was not taken, retry shortly.' });
 
 /**
- * Starts the intake (or joins the running one) and writes the first read
- * model row and an audit row. Used by POST /prospects and the HubSpot webhook.
+ * Takes a lead: validates and normalises it, then stores it in the intake
+ * outbox together with its audit row and (when no intake for the person is
+ * active) its first read-model row, atomically (api/intake-outbox.ts), and
+ * wakes the dispatchers after the commit. No call to Temporal: the answer does
+ * not wait on the workflow service, and a lead is kept while it is down. Used
+ * by POST /prospects and the HubSpot webhook; the webhook passes its own
+ * transaction as `db` and wakes the dispatchers itself once it committed.
  */
 export async function submitLead(
   deps: IntakeApiDeps,
   lead: LeadInput,
   options: { mode?: SendMode; approvalTimeout?: number | string; requestedBy: string; keyId?: string },
+  db?: pg.PoolClient,
 ): Promise<SubmitResult> {
   const email = normaliseEmail(lead.email);
   if (!email.ok) throw problems.badRequest(`email: ${email.reason}`);
@@ -233,52 +249,37 @@ export async function submitLead(
   if (mode === 'send_on_approval' && deps.config.env === 'production' && deps.config.outreach.sendMode !== 'send_on_approval') {
     throw new HttpProblem({ title: 'Forbidden', status: 403, detail: 'send_on_approval is not enabled on this deployment (SEND_MODE=draft_only)' });
   }
-  const submissionId = randomUUID();
-  const input: IntakeInput = {
-    lead: { ...withoutNul(lead), email: email.email, source: lead.source ?? 'api' },
-    mode,
-    approvalTimeout: options.approvalTimeout ?? deps.config.outreach.approvalTimeoutMs,
-    sender: deps.config.outreach.senderEmail,
-    requestedBy: options.requestedBy,
-    submissionId,
+  const id = randomUUID();
+  const submission: QueuedSubmission = {
+    id,
+    workflowId: intakeWorkflowId(email.email),
+    domain: email.domain,
+    keyId: options.keyId ?? null,
+    taskQueue: intakeTaskQueue(deps),
+    input: {
+      lead: { ...withoutNul(lead), email: email.email, source: lead.source ?? 'api' },
+      mode,
+      approvalTimeout: options.approvalTimeout ?? deps.config.outreach.approvalTimeoutMs,
+      sender: deps.config.outreach.senderEmail,
+      requestedBy: options.requestedBy,
+      submissionId: id,
+    },
   };
-  let started: { workflowId: string; runId: string };
+  let attached: boolean;
+  const started = performance.now();
   try {
-    started = await startIntake(deps.temporal, input, { taskQueue: intakeTaskQueue(deps) });
+    attached = db ? (await storeSubmissions(db, [submission]))[0]! : await outboxWriter(deps.pool).write(submission);
   } catch (err) {
-    throw temporalUnavailable(err);
+    deps.log.warn({ err: (err as Error).message, workflowId: submission.workflowId }, 'storing a lead failed');
+    throw leadNotStored();
   }
-  const attached = await registerSubmission(deps, started, input, email.domain);
-  await deps.pool.query(
-    `INSERT INTO audit_events (event_key, workflow_id, run_id, actor, kind, action, outcome, details)
-     VALUES ($1, $2, $3, $4, 'api', 'submit', $5, $6) ON CONFLICT (event_key) DO NOTHING`,
-    [`submit:${submissionId}`, started.workflowId, started.runId, options.requestedBy, attached ? 'attached' : 'started', { intakeKey: started.runId, source: input.lead.source, submissionId, keyId: options.keyId ?? null, mode }],
-  );
-  return { id: started.workflowId, runId: started.runId, status: attached ? 'attached' : 'started', email: email.email, statusUrl: statusUrl(started.workflowId) };
+  // Committed: wake the dispatchers. (A caller with its own transaction signals after its commit.)
+  if (!db) submissionSignal(deps.pool).submitted(performance.now() - started);
+  return { id: submission.workflowId, submissionId: submission.id, status: attached ? 'attached' : 'queued', email: email.email, statusUrl: statusUrl(submission.workflowId) };
 }
 
 function withoutNul(lead: LeadInput): LeadInput {
   return Object.fromEntries(Object.entries(lead).map(([k, v]) => [k, typeof v === 'string' ? v.replace(NUL, '') : v])) as unknown as LeadInput;
-}
-
-/** First read-model row of a new intake (replacing a finished earlier one); tells a new run from one we joined. */
-async function registerSubmission(deps: ApiDeps, started: { workflowId: string; runId: string }, input: IntakeInput, domain: string): Promise<boolean> {
-  const { rows } = await deps.pool.query(
-    `INSERT INTO prospects AS p (id, run_id, intake_key, run_started_at, email, domain, name, company, source, stage, approval_state, mode, submission_id, state_seq, data)
-     VALUES ($1, $2, $2, now(), $3, $4, $5, $6, $7, 'SUBMITTED', 'NONE', $8, $9, 0, '{}'::jsonb)
-     ON CONFLICT (id) DO UPDATE SET run_id = EXCLUDED.run_id, intake_key = EXCLUDED.intake_key, run_started_at = EXCLUDED.run_started_at,
-       email = EXCLUDED.email, domain = EXCLUDED.domain, name = EXCLUDED.name, company = EXCLUDED.company, owner = NULL,
-       source = EXCLUDED.source, stage = 'SUBMITTED', approval_state = 'NONE', draft_version = 0, subject = NULL, reason = NULL,
-       data = '{}'::jsonb, mode = EXCLUDED.mode, submission_id = EXCLUDED.submission_id, approval_deadline = NULL, state_seq = 0,
-       created_at = now(), updated_at = now()
-     WHERE p.intake_key IS DISTINCT FROM EXCLUDED.intake_key AND p.stage = ANY($10::text[])
-     RETURNING submission_id`,
-    [started.workflowId, started.runId, input.lead.email, domain, input.lead.name ?? null, input.lead.company ?? null, input.lead.source ?? 'api', input.mode, input.submissionId, END_STAGES],
-  );
-  if (rows[0]) return false;
-  const existing = await deps.pool.query('SELECT intake_key, submission_id FROM prospects WHERE id = $1', [started.workflowId]);
-  const row = existing.rows[0];
-  return Boolean(row && row.intake_key === started.runId && row.submission_id && row.submission_id !== input.submissionId);
 }
 
 // ---- read model ----------------------------------------------------------------------
@@ -406,11 +407,11 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
       method: 'post',
       path: '/prospects',
       operationId: 'createProspect',
-      summary: 'Submit a lead: starts its intake, or joins the one already running for that person',
+      summary: 'Submit a lead: stored at once, its intake starts within moments (or it joins the one already running for that person)',
       tags: ['prospects'],
       auth: { scope: 'prospects:write' },
       body: SubmitBody,
-      responses: { 202: { description: 'Accepted: the intake runs; follow statusUrl', schema: Submitted } },
+      responses: { 202: { description: 'Accepted: the lead is stored and its intake starts shortly; follow statusUrl', schema: Submitted } },
       async handler({ body, caller }) {
         const { mode, approvalTimeout, ...lead } = body;
         const result = await submitLead(deps, lead, { mode, approvalTimeout, requestedBy: caller ? `api-key:${caller.name}` : 'api', keyId: caller?.keyId });
@@ -471,7 +472,15 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
         const [live, audit] = await Promise.all([
           liveStatus(deps, id),
           deps.pool.query(
-            `SELECT at, kind, action, outcome, actor, details FROM audit_events WHERE workflow_id = $1 AND (run_id = $2 OR details->>'intakeKey' = $2) ORDER BY id LIMIT 500`,
+            // The intake's own rows, and the submissions it took: dispatched to it, or still waiting.
+            `SELECT at, kind, action, outcome, actor, details FROM audit_events
+              WHERE workflow_id = $1
+                AND (run_id = $2::text OR details->>'intakeKey' = $2::text
+                     OR (action = 'submit' AND details->>'submissionId' IN (
+                           SELECT d.details->>'submissionId' FROM audit_events d WHERE d.workflow_id = $1 AND d.action = 'dispatch' AND d.run_id = $2::text
+                           UNION ALL
+                           SELECT w.id::text FROM intake_submissions w WHERE w.workflow_id = $1 AND w.dispatched_at IS NULL)))
+              ORDER BY id LIMIT 500`,
             [id, row.intake_key],
           ),
         ]);

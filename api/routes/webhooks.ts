@@ -1,11 +1,14 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Request } from 'express';
+import type pg from 'pg';
 import { z } from 'zod';
+import { inTransaction } from '../../lib/db.js';
 import { normaliseEmail, type LeadInput } from '../../lib/prospect.js';
 import type { ApiDeps } from '../deps.js';
+import { submissionSignal } from '../intake-outbox.js';
 import { HttpProblem } from '../problem.js';
 import { defineRoute, type AnyRoute } from '../route.js';
-import { submitLead, type IntakeApiDeps } from './prospects.js';
+import { submitLead, type IntakeApiDeps, type SubmitResult } from './prospects.js';
 
 /**
  * HubSpot form submissions → prospect intakes.
@@ -17,6 +20,11 @@ import { submitLead, type IntakeApiDeps } from './prospects.js';
  * acknowledged with 200 and ignored, so HubSpot's retries never start a
  * second intake. Leads that cannot be used are listed with a reason and kept
  * in the audit trail: nothing is dropped silently.
+ *
+ * The receipts, the leads (into the intake outbox, see submitLead) and the
+ * audit rows of one request are stored in one transaction: either HubSpot gets
+ * its 200 and every lead is kept, or nothing was stored and its retry is
+ * processed afresh. No Temporal call: the dispatcher starts the intakes.
  */
 
 export const SIGNATURE_WINDOW_MS = 5 * 60_000;
@@ -120,8 +128,8 @@ function verify(deps: ApiDeps, req: Request): { signature: string } {
 }
 
 /** Claims a receipt key; false when it was claimed before (a replay or a retry). */
-async function claim(deps: ApiDeps, key: string, outcome: string, details: Record<string, unknown>): Promise<boolean> {
-  const { rowCount } = await deps.pool.query(
+async function claim(db: pg.PoolClient, key: string, outcome: string, details: Record<string, unknown>): Promise<boolean> {
+  const { rowCount } = await db.query(
     `INSERT INTO webhook_receipts (receipt_key, source, outcome, details) VALUES ($1, 'hubspot', $2, $3) ON CONFLICT (receipt_key) DO NOTHING`,
     [key, outcome, details],
   );
@@ -132,10 +140,43 @@ const Received = z
   .object({
     received: z.number().int(),
     duplicate: z.boolean().describe('The whole request was a replay and was ignored'),
-    started: z.array(z.object({ id: z.string(), status: z.enum(['started', 'attached']), statusUrl: z.string() })),
+    accepted: z
+      .array(z.object({ id: z.string(), submissionId: z.uuid(), status: z.enum(['queued', 'attached']), statusUrl: z.string() }))
+      .describe('Leads taken: stored, their intakes start shortly (queued) or they join one already running or waiting (attached)'),
     skipped: z.array(z.object({ index: z.number().int(), submissionId: z.string().nullable(), reason: z.string() })),
   })
   .meta({ id: 'HubspotWebhookReceipt' });
+
+type Accepted = Pick<SubmitResult, 'id' | 'submissionId' | 'status' | 'statusUrl'>;
+interface Skipped {
+  index: number;
+  submissionId: string | null;
+  reason: string;
+}
+
+/** Every submission of one request: receipts, leads and rejections, in the caller's transaction. */
+async function receive(deps: IntakeApiDeps, db: pg.PoolClient, submissions: unknown[]): Promise<{ accepted: Accepted[]; skipped: Skipped[] }> {
+  const accepted: Accepted[] = [];
+  const skipped: Skipped[] = [];
+  for (const [index, raw] of submissions.entries()) {
+    const parsed = parseSubmission(raw);
+    if (parsed.id && !(await claim(db, `submission:${parsed.id}`, parsed.lead ? 'accepted' : 'rejected', {}))) {
+      skipped.push({ index, submissionId: parsed.id, reason: 'already received (HubSpot retry)' });
+      continue;
+    }
+    if (!parsed.lead) {
+      skipped.push({ index, submissionId: parsed.id ?? null, reason: parsed.problem ?? 'unusable submission' });
+      await db.query(
+        `INSERT INTO audit_events (actor, kind, action, outcome, details) VALUES ('hubspot-webhook', 'api', 'webhook_submission', 'rejected', $1)`,
+        [{ submissionId: parsed.id ?? null, reason: parsed.problem, index }],
+      );
+      continue;
+    }
+    const result = await submitLead(deps, parsed.lead, { requestedBy: 'hubspot-webhook' }, db);
+    accepted.push({ id: result.id, submissionId: result.submissionId, status: result.status, statusUrl: result.statusUrl });
+  }
+  return { accepted, skipped };
+}
 
 export function webhookRoutes(deps: IntakeApiDeps): AnyRoute[] {
   return [
@@ -155,43 +196,21 @@ export function webhookRoutes(deps: IntakeApiDeps): AnyRoute[] {
         const { signature } = verify(deps, req);
         const digest = createHash('sha256').update(signature).digest('hex');
         const submissions: unknown[] = Array.isArray(req.body) ? req.body : [req.body];
-        if (!(await claim(deps, `signature:${digest}`, 'received', { count: submissions.length }))) {
-          return { body: { received: submissions.length, duplicate: true, started: [], skipped: [] } };
-        }
-        const started: { id: string; status: 'started' | 'attached'; statusUrl: string }[] = [];
-        const skipped: { index: number; submissionId: string | null; reason: string }[] = [];
-        const claimed = [`signature:${digest}`];
-        try {
-          for (const [index, raw] of submissions.entries()) {
-            const parsed = parseSubmission(raw);
-            if (parsed.id) {
-              if (!(await claim(deps, `submission:${parsed.id}`, parsed.lead ? 'accepted' : 'rejected', {}))) {
-                skipped.push({ index, submissionId: parsed.id, reason: 'already received (HubSpot retry)' });
-                continue;
-              }
-              claimed.push(`submission:${parsed.id}`);
-            }
-            if (!parsed.lead) {
-              skipped.push({ index, submissionId: parsed.id ?? null, reason: parsed.problem ?? 'unusable submission' });
-              await deps.pool.query(
-                `INSERT INTO audit_events (actor, kind, action, outcome, details) VALUES ('hubspot-webhook', 'api', 'webhook_submission', 'rejected', $1)`,
-                [{ submissionId: parsed.id ?? null, reason: parsed.problem, index }],
-              );
-              continue;
-            }
-            const result = await submitLead(deps, parsed.lead, { requestedBy: 'hubspot-webhook' });
-            started.push({ id: result.id, status: result.status, statusUrl: result.statusUrl });
-          }
-        } catch (err) {
-          // Not handled: release the receipts so HubSpot's retry is processed, not ignored as a replay.
-          // (Intakes already started are safe to start again: they attach.)
-          await deps.pool.query('DELETE FROM webhook_receipts WHERE receipt_key = ANY($1::text[])', [claimed]).catch(() => undefined);
-          throw err;
-        }
-        if (started.length === 0 && skipped.every((s) => !s.reason.startsWith('already received'))) {
+        const outcome = await inTransaction(deps.pool, async (db) => {
+          if (!(await claim(db, `signature:${digest}`, 'received', { count: submissions.length }))) return undefined;
+          return receive(deps, db, submissions);
+        }).catch((err: unknown) => {
+          if (err instanceof HttpProblem) throw err;
+          // Nothing was stored (rolled back): HubSpot's retry is processed, not ignored as a replay.
+          throw new HttpProblem({ title: 'Service unavailable', status: 503, detail: 'The submissions could not be stored right now; retry shortly.' });
+        });
+        if (!outcome) return { body: { received: submissions.length, duplicate: true, accepted: [], skipped: [] } };
+        const { accepted, skipped } = outcome;
+        if (accepted.length > 0) submissionSignal(deps.pool).submitted();
+        if (accepted.length === 0 && skipped.every((s) => !s.reason.startsWith('already received'))) {
           throw new HttpProblem({ title: 'Bad request', status: 400, detail: `No usable lead: ${skipped.map((s) => `#${s.index} ${s.reason}`).join('; ')}`, skipped });
         }
-        return { body: { received: submissions.length, duplicate: false, started, skipped } };
+        return { body: { received: submissions.length, duplicate: false, accepted, skipped } };
       },
     }),
   ];

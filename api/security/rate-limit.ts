@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Pool } from '../../lib/db.js';
@@ -33,11 +34,11 @@ export class RateLimits {
 
   private constructor(
     readonly backend: RateLimitBackend,
-    private readonly store: { redis?: Redis; pool: Pool },
+    private readonly store: { redis?: Redis; pool: Pool; ownsPool: boolean },
   ) {}
 
   static async create(options: { redisUrl?: string; pool: Pool; log: Logger }): Promise<RateLimits> {
-    if (!options.redisUrl) return new RateLimits('postgres', { pool: options.pool });
+    if (!options.redisUrl) return new RateLimits('postgres', { pool: counterPool(options.pool), ownsPool: true });
     const redis = new Redis(options.redisUrl, {
       // Fail fast to the insurance limiter instead of queueing requests behind a dead connection.
       enableOfflineQueue: false,
@@ -60,7 +61,7 @@ export class RateLimits {
       const timer = setTimeout(done, 2_000);
       redis.once('ready', done);
     });
-    return new RateLimits('redis', { redis, pool: options.pool });
+    return new RateLimits('redis', { redis, pool: options.pool, ownsPool: false });
   }
 
   /** Consumes one point from every check; denied when any is exhausted. */
@@ -105,6 +106,7 @@ export class RateLimits {
 
   async close(): Promise<void> {
     await this.store.redis?.quit().catch(() => this.store.redis?.disconnect());
+    if (this.store.ownsPool) await this.store.pool.end().catch(() => undefined);
   }
 
   private limiter(check: LimitCheck): RateLimiterAbstract {
@@ -134,4 +136,18 @@ export class RateLimits {
     const res = await this.store.pool.query('DELETE FROM api_rate_limits WHERE expire < $1', [Date.now() - 3_600_000]);
     return res.rowCount ?? 0;
   }
+}
+
+/**
+ * The connections the PostgreSQL counters are kept on: commits that do not wait
+ * for their WAL flush. Every request bumps the same few rows (one per key and
+ * route), and an upsert holds its row lock until its commit returns, so with
+ * durable commits every request queued behind every other's flush, and one
+ * slow flush stalled them all. A counter lost in a crash costs a few requests
+ * of budget, never data: the outbox, audit and read model stay fully durable.
+ */
+function counterPool(pool: Pool): Pool {
+  const counters = new pg.Pool({ ...pool.options, max: 4, options: '-c synchronous_commit=off' } as pg.PoolConfig);
+  counters.on('error', () => undefined);
+  return counters;
 }

@@ -58,6 +58,31 @@ function table(items: Summary[]): string {
   return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
 
+interface Submitted {
+  id: string;
+  submissionId: string;
+  status: 'queued' | 'attached';
+  email: string;
+  statusUrl: string;
+}
+
+function waitSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new CliError(`--wait must be a number of seconds > 0, got "${value}"`);
+  return n;
+}
+
+/** Polls the prospect until its read model names a run (the dispatcher started or joined it); undefined at the deadline. */
+async function waitForRun(ctx: CliContext, id: string, seconds: number): Promise<string | undefined> {
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    const p = await ctx.api<{ runId: string | null }>('GET', path(id));
+    if (p.runId) return p.runId;
+    if (Date.now() > deadline) return undefined;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 /** What a signal did, when the API waited for it; refusals are errors (exit 1). */
 function outcome(result: { outcome: string | null; reason: string | null; requestId: string; id: string }, done: string): void {
   if (result.outcome === null) return print(`Sent; the workflow has not applied it yet (request ${result.requestId}). Check: prospector prospects show ${result.id}`);
@@ -70,7 +95,7 @@ export function register(program: Command, ctx: CliContext): void {
 
   prospects
     .command('submit <email>')
-    .description('submit a lead: starts its intake (or joins the one running for that person)')
+    .description('submit a lead: stored at once; its intake starts shortly (or it joins the one running for that person)')
     .option('--name <name>', "the lead's name")
     .option('--company <company>', 'company')
     .option('--title <title>', 'job title')
@@ -81,6 +106,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--source <source>', 'where the lead came from', 'cli')
     .option('--mode <mode>', 'draft_only or send_on_approval (default: the server setting)')
     .option('--approval-timeout <duration>', 'how long the draft waits for a decision, e.g. 72h')
+    .option('--wait [seconds]', 'wait until the intake runs in Temporal and print its run (default 30 s)')
     .option('--json', 'print JSON')
     .action(async (email: string, o: Record<string, string | boolean | undefined>) => {
       const body = {
@@ -95,9 +121,12 @@ export function register(program: Command, ctx: CliContext): void {
         mode: o.mode,
         approvalTimeout: o.approvalTimeout,
       };
-      const result = await ctx.api<{ id: string; runId: string; status: string; statusUrl: string }>('POST', '/v1/prospects', body);
-      if (o.json) return json(result);
-      print(`${result.status === 'attached' ? 'Joined the intake already running' : 'Started intake'} ${result.id} (run ${result.runId}).`);
+      const result = await ctx.api<Submitted>('POST', '/v1/prospects', body);
+      const run = o.wait === undefined ? undefined : await waitForRun(ctx, result.id, o.wait === true ? 30 : waitSeconds(o.wait as string));
+      if (o.json) return json(run === undefined ? result : { ...result, runId: run });
+      print(`${result.status === 'attached' ? 'Joined the intake for this person' : 'Queued the intake'} ${result.id} (submission ${result.submissionId}).`);
+      if (run) print(`Running: run ${run}.`);
+      else if (o.wait !== undefined) print('Not started yet: the workflow service may be down; the lead is kept and starts when it is back.');
       print(`Follow it: prospector prospects show ${result.id}`);
     });
 

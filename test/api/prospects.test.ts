@@ -11,7 +11,8 @@ import { startProspectsApi, type ProspectsApi } from './prospects-api.js';
 
 /**
  * The prospects API over HTTP, with keys and scopes, against a real worker:
- * submit (202, 400 naming the field, attach), list and read from the read
+ * submit (202 queued, 400 naming the field, attach; the dispatcher starts the
+ * intake), list and read from the read
  * model, approve / edit / reject as signals (stale refused with 409), and the
  * screening policy (suppressions, pause). Every response is checked against
  * the OpenAPI document.
@@ -84,12 +85,17 @@ describe('prospects API', () => {
     const lead = uniqueLead();
     const first = await submit({ ...lead, notes: 'We need this by Q3.' });
     expect(first.status).toBe(202);
-    expect(first.body).toMatchObject({ status: 'started', email: lead.email, id: `prospect-${lead.email}` });
+    expect(first.body).toEqual({ status: 'queued', email: lead.email, id: `prospect-${lead.email}`, submissionId: expect.any(String), statusUrl: `/v1/prospects/${encodeURIComponent(first.body.id)}` });
     expect(first.headers.get('location')).toBe(first.body.statusUrl);
 
+    // Queued or already running: either way the second submission joins the first's intake.
     const again = await submit({ email: lead.email.replace('@', '+second@').toUpperCase() });
     expect(again.status).toBe(202);
-    expect(again.body).toMatchObject({ status: 'attached', id: first.body.id, runId: first.body.runId });
+    expect(again.body).toMatchObject({ status: 'attached', id: first.body.id });
+    expect(again.body.submissionId).not.toBe(first.body.submissionId);
+    const [firstRun, againRun] = await Promise.all([api.runOf(first.body.submissionId), api.runOf(again.body.submissionId)]);
+    expect(firstRun.outcome).toBe('started');
+    expect(againRun).toEqual({ ...firstRun, outcome: 'attached' });
 
     const others = await Promise.all([submit(uniqueLead()), submit(uniqueLead())]);
     const ids = [first.body.id, ...others.map((o) => o.body.id)];
@@ -114,7 +120,10 @@ describe('prospects API', () => {
     expect(p.slots).toHaveLength(3);
     expect(p.live.stage).toBe('AWAITING_APPROVAL');
     expect(p.audit.map((a: { action: string }) => a.action)).toEqual(expect.arrayContaining(['submit', 'screen', 'draft', 'await_approval']));
-    expect(p.audit.filter((a: { action: string; outcome: string }) => a.action === 'submit').map((a: { outcome: string }) => a.outcome)).toEqual(['started', 'attached']);
+    expect(p.runId).toBe(firstRun.runId);
+    const outcomes = (action: string) => p.audit.filter((a: { action: string }) => a.action === action).map((a: { outcome: string }) => a.outcome);
+    expect(outcomes('submit')).toEqual(['queued', 'attached']);
+    expect(outcomes('dispatch').sort()).toEqual(['attached', 'started']);
     expect((await api.call('GET', '/v1/prospects/prospect-nobody@nowhere.example', { key: reader })).status).toBe(404);
   });
 

@@ -74,10 +74,14 @@ describe('prospector prospects CLI', () => {
 
   it('submit, list, show, edit, approve (stale refused), reject', async () => {
     const lead = uniqueLead();
-    const submitted = await cli('prospects', 'submit', lead.email, '--name', 'Kim Park', '--company', lead.company!, '--notes', 'Looking at tools', '--json');
+    const submitted = await cli('prospects', 'submit', lead.email, '--name', 'Kim Park', '--company', lead.company!, '--notes', 'Looking at tools', '--json', '--wait');
     expect(submitted.code).toBe(0);
-    const { id, status } = JSON.parse(submitted.out);
-    expect(status).toBe('started');
+    const { id, status, runId, submissionId } = JSON.parse(submitted.out);
+    expect(status).toBe('queued');
+    expect(runId).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await api.runOf(submissionId)).runId).toBe(runId);
+    const again = await cli('prospects', 'submit', lead.email.toUpperCase());
+    expect(again.out).toMatch(new RegExp(`^Joined the intake for this person ${id.replace(/[.+]/g, '\\$&')} \\(submission [0-9a-f-]{36}\\)\\.\nFollow it: prospector prospects show `));
     await waitForReadModel(db.pool, id, ['AWAITING_APPROVAL']);
 
     const list = await cli('prospects', 'list', '--stage', 'awaiting_approval');
