@@ -144,14 +144,17 @@ export class OutboxWriter {
   }
 }
 
-const writers = new WeakMap<Pool, OutboxWriter>();
+/** One `T` per pool: routes and dispatcher of one process meet on it without wiring. */
+function perPool<T>(make: (pool: Pool) => T): (pool: Pool) => T {
+  const made = new WeakMap<Pool, T>();
+  return (pool) => {
+    if (!made.has(pool)) made.set(pool, make(pool));
+    return made.get(pool)!;
+  };
+}
 
 /** The writer of a pool (one per pool: the batches of one API process). */
-export function outboxWriter(pool: Pool): OutboxWriter {
-  let writer = writers.get(pool);
-  if (!writer) writers.set(pool, (writer = new OutboxWriter(pool)));
-  return writer;
-}
+export const outboxWriter = perPool((pool) => new OutboxWriter(pool));
 
 /**
  * "A lead was stored", after its commit: wakes the dispatchers of this
@@ -214,14 +217,8 @@ export class SubmissionSignal {
   }
 }
 
-const signals = new WeakMap<Pool, SubmissionSignal>();
-
-/** The signal of the API pool that submissions are written through (one per pool, so routes and dispatcher meet without wiring). */
-export function submissionSignal(pool: Pool): SubmissionSignal {
-  let signal = signals.get(pool);
-  if (!signal) signals.set(pool, (signal = new SubmissionSignal(pool)));
-  return signal;
-}
+/** The signal of the API pool that submissions are written through. */
+export const submissionSignal = perPool((pool) => new SubmissionSignal(pool));
 
 /** Undispatched submissions: how many, and how long the oldest has waited. */
 export interface OutboxDepth {

@@ -502,76 +502,74 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
       },
     }),
 
-    defineRoute({
-      method: 'post',
-      path: '/prospects/:id/approve',
+    decisionRoute(deps, {
+      action: 'approve',
       operationId: 'approveProspect',
       summary: 'Approve the draft version you reviewed (optionally with an edited subject/body: edit-then-approve)',
-      tags: ['approvals'],
-      auth: { scope: 'approvals:write' },
-      params: IdParams,
-      query: WaitQuery,
+      applied: 'outcome approved or refused',
       body: ApproveBody,
-      responses: {
-        200: { description: 'Applied by the workflow (?wait=true): outcome approved or refused', schema: Signalled },
-        202: { description: 'Signal delivered; the workflow applies it', schema: Signalled },
-      },
-      async handler({ params, body, query, caller, req }) {
-        const id = workflowIdOf(params.id);
-        precheck(await readRow(deps, id), id, body.version);
-        const requestId = requestIdOf(req);
-        const payload: ApprovePayload = { version: body.version, approver: decider(body.approver, caller), reason: body.reason, subject: body.subject, body: body.body, requestId };
-        await signal(deps, id, SIGNAL_NAMES.approve, payload);
-        return answer(deps, id, requestId, 'approve', query.wait === 'true');
-      },
+      version: (body) => body.version,
+      payload: (body, who, requestId): ApprovePayload => ({ version: body.version, approver: decider(body.approver, who), reason: body.reason, subject: body.subject, body: body.body, requestId }),
     }),
-
-    defineRoute({
-      method: 'post',
-      path: '/prospects/:id/reject',
+    decisionRoute(deps, {
+      action: 'reject',
       operationId: 'rejectProspect',
       summary: 'Reject the draft: the intake ends REJECTED and the Gmail draft is deleted',
-      tags: ['approvals'],
-      auth: { scope: 'approvals:write' },
-      params: IdParams,
-      query: WaitQuery,
+      applied: 'outcome rejected',
       body: RejectBody,
-      responses: {
-        200: { description: 'Applied by the workflow (?wait=true)', schema: Signalled },
-        202: { description: 'Signal delivered; the workflow applies it', schema: Signalled },
-      },
-      async handler({ params, body, query, caller, req }) {
-        const id = workflowIdOf(params.id);
-        precheck(await readRow(deps, id), id, undefined);
-        const requestId = requestIdOf(req);
-        const payload: RejectPayload = { approver: decider(body.approver, caller), reason: body.reason, version: body.version, requestId };
-        await signal(deps, id, SIGNAL_NAMES.reject, payload);
-        return answer(deps, id, requestId, 'reject', query.wait === 'true');
-      },
+      // Rejecting needs no version: any draft may be turned down.
+      version: () => undefined,
+      payload: (body, who, requestId): RejectPayload => ({ approver: decider(body.approver, who), reason: body.reason, version: body.version, requestId }),
     }),
-
-    defineRoute({
-      method: 'post',
-      path: '/prospects/:id/edit',
+    decisionRoute(deps, {
+      action: 'edit',
       operationId: 'editProspectDraft',
       summary: 'Edit the draft version you reviewed: the Gmail draft is updated and becomes version+1',
-      tags: ['approvals'],
-      auth: { scope: 'approvals:write' },
-      params: IdParams,
-      query: WaitQuery,
+      applied: 'outcome applied or refused',
       body: EditBody,
-      responses: {
-        200: { description: 'Applied by the workflow (?wait=true): outcome applied or refused', schema: Signalled },
-        202: { description: 'Signal delivered; the workflow applies it', schema: Signalled },
-      },
-      async handler({ params, body, query, caller, req }) {
-        const id = workflowIdOf(params.id);
-        precheck(await readRow(deps, id), id, body.version);
-        const requestId = requestIdOf(req);
-        const payload: EditPayload = { version: body.version, editor: decider(body.editor, caller), subject: body.subject, body: body.body, reason: body.reason, requestId };
-        await signal(deps, id, SIGNAL_NAMES.edit, payload);
-        return answer(deps, id, requestId, 'edit', query.wait === 'true');
-      },
+      version: (body) => body.version,
+      payload: (body, who, requestId): EditPayload => ({ version: body.version, editor: decider(body.editor, who), subject: body.subject, body: body.body, reason: body.reason, requestId }),
     }),
   ];
+}
+
+/**
+ * One operator decision on a waiting draft (approve, reject, edit): refused
+ * early with a 409 when the workflow would refuse it, else delivered as the
+ * signal of that name; with ?wait=true answered once the workflow applied it.
+ */
+function decisionRoute<B>(
+  deps: IntakeApiDeps,
+  d: {
+    action: keyof typeof SIGNAL_NAMES;
+    operationId: string;
+    summary: string;
+    applied: string;
+    body: z.ZodType<B>;
+    version: (body: B) => number | undefined;
+    payload: (body: B, caller: Caller | undefined, requestId: string) => unknown;
+  },
+): AnyRoute {
+  return defineRoute({
+    method: 'post',
+    path: `/prospects/:id/${d.action}`,
+    operationId: d.operationId,
+    summary: d.summary,
+    tags: ['approvals'],
+    auth: { scope: 'approvals:write' },
+    params: IdParams,
+    query: WaitQuery,
+    body: d.body,
+    responses: {
+      200: { description: `Applied by the workflow (?wait=true): ${d.applied}`, schema: Signalled },
+      202: { description: 'Signal delivered; the workflow applies it', schema: Signalled },
+    },
+    async handler({ params, body, query, caller, req }) {
+      const id = workflowIdOf(params.id);
+      precheck(await readRow(deps, id), id, d.version(body));
+      const requestId = requestIdOf(req);
+      await signal(deps, id, SIGNAL_NAMES[d.action], d.payload(body, caller, requestId));
+      return answer(deps, id, requestId, d.action, query.wait === 'true');
+    },
+  }) as AnyRoute;
 }
