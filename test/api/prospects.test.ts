@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { loadConfig, type Config } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { createWorkers } from '../../workers/worker.js';
-import { testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
 import { uniqueLead, waitForReadModel, waitForStage } from '../workflow/intake-helpers.js';
 import { startProspectsApi, type ProspectsApi } from './prospects-api.js';
 
@@ -33,11 +33,7 @@ describe('prospects API', () => {
   const taskQueue = uniqueTaskQueue('intake-api');
 
   beforeAll(async () => {
-    try {
-      Runtime.install({ logger: new DefaultLogger('ERROR') });
-    } catch {
-      /* installed already */
-    }
+    quietTemporalRuntime('ERROR');
     let sb;
     [db, temporal, sb] = await Promise.all([testDatabase(), testTemporal(), testSandbox()]);
     sandbox = sb.sandbox;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { main } from '../../cli/main.js';
 import { loadConfig } from '../../lib/config.js';
@@ -7,7 +7,7 @@ import { createLogger } from '../../lib/logger.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { createWorkers } from '../../workers/worker.js';
 import { startProspectsApi, type ProspectsApi } from '../api/prospects-api.js';
-import { testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
 import { uniqueLead, waitForReadModel, waitForStage } from '../workflow/intake-helpers.js';
 
 /** `prospector prospects …`, `suppress …`, `pause`/`resume`, `screening`: the real CLI against the real API and a worker. */
@@ -23,11 +23,7 @@ describe('prospector prospects CLI', () => {
   const saved = { url: process.env.PROSPECTOR_API_URL, key: process.env.PROSPECTOR_API_KEY };
 
   beforeAll(async () => {
-    try {
-      Runtime.install({ logger: new DefaultLogger('ERROR') });
-    } catch {
-      /* installed already */
-    }
+    quietTemporalRuntime('ERROR');
     let sb;
     [db, temporal, sb] = await Promise.all([testDatabase(), testTemporal(), testSandbox()]);
     sandbox = sb.sandbox;

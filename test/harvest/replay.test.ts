@@ -2,10 +2,11 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import proto from '@temporalio/proto';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import { WORKFLOWS_PATH } from '../../workers/worker.js';
 import type { HarvestSummary } from '../../workflows/harvest-types.js';
 import { COMPETITORS, harvestStack } from './helpers.js';
+import { quietTemporalRuntime } from '../helpers/stack.js';
 
 /**
  * Determinism guard: histories of real harvest runs (committed under
@@ -79,11 +80,7 @@ describe('harvest workflow replay', () => {
   });
 
   it('replays every history with the current workflow code', async () => {
-    try {
-      Runtime.install({ logger: new DefaultLogger('ERROR') });
-    } catch {
-      /* installed already */
-    }
+    quietTemporalRuntime('ERROR');
     const histories = files().map((f) => ({ workflowId: f.replace(/\.json$/, ''), history: load(path.join(DIR, f)) }));
     const failures: string[] = [];
     let replayed = 0;

@@ -46,11 +46,12 @@ export async function testSandbox(): Promise<{ sandbox: Sandbox; client: Sandbox
 
 let runtimeInstalled = false;
 /** SDK logs at WARN in tests: state changes of every test worker are noise. */
-export function quietTemporalRuntime(): void {
+/** Installs the Temporal runtime once per test process with a quieter logger ('ERROR' where retried failures are expected). */
+export function quietTemporalRuntime(level: 'WARN' | 'ERROR' = 'WARN'): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
   try {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
+    Runtime.install({ logger: new DefaultLogger(level) });
   } catch {
     /* already installed by this process */
   }

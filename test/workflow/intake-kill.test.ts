@@ -2,11 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { approveSignal } from '../../workflows/intake.js';
-import { testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
 import { checkSentInvariants, sandboxFigures } from './fixtures/invariants.js';
 import { startWorkerProcess, writeWorkflowBundle, type ChildWorker } from './fixtures/spawn-worker.js';
 import { submit, uniqueLead, waitForStage } from './intake-helpers.js';
@@ -32,11 +31,7 @@ describe('intake survives a SIGKILLed worker and a failing sandbox', () => {
   const workers: ChildWorker[] = [];
 
   beforeAll(async () => {
-    try {
-      Runtime.install({ logger: new DefaultLogger('ERROR') });
-    } catch {
-      /* installed already */
-    }
+    quietTemporalRuntime('ERROR');
     let sb;
     tmp = mkdtempSync(path.join(os.tmpdir(), 'intake-kill-'));
     const bundle = writeWorkflowBundle(path.join(tmp, 'workflows.js'));

@@ -2,8 +2,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import proto from '@temporalio/proto';
-import { DefaultLogger, Runtime, Worker } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import { WORKFLOWS_PATH } from '../../workers/worker.js';
+import { quietTemporalRuntime } from '../helpers/stack.js';
 
 /**
  * Determinism guard: histories of real intake runs (committed under
@@ -33,11 +34,7 @@ describe('intake workflow replay', () => {
   });
 
   it('replays every history with the current workflow code', async () => {
-    try {
-      Runtime.install({ logger: new DefaultLogger('ERROR') });
-    } catch {
-      /* installed already */
-    }
+    quietTemporalRuntime('ERROR');
     const histories = files.map((f) => ({ workflowId: f.replace(/\.json$/, ''), history: load(path.join(DIR, f)) }));
     const failures: string[] = [];
     for await (const result of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH }, histories)) {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Client } from '@temporalio/client';
-import { DefaultLogger, Runtime, type Worker } from '@temporalio/worker';
+import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { updateSettings } from '../../activities/prospects-store.js';
 import { loadConfig, type Config } from '../../lib/config.js';
@@ -16,7 +16,7 @@ import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { createWorkers } from '../../workers/worker.js';
 import { approveSignal, editSignal, rejectSignal } from '../../workflows/intake.js';
-import { testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
 import { auditOf, effectsOf, status, submit, uniqueLead, waitForReadModel, waitForStage } from './intake-helpers.js';
 
 /**
@@ -41,11 +41,7 @@ describe('prospect intake workflow', () => {
   const taskQueue = uniqueTaskQueue('intake');
 
   beforeAll(async () => {
-    try {
-      Runtime.install({ logger: new DefaultLogger('ERROR') }); // retried activity failures are expected here
-    } catch {
-      /* installed already */
-    }
+    quietTemporalRuntime('ERROR'); // retried activity failures are expected here
     let sb;
     [db, temporal, sb] = await Promise.all([testDatabase(), testTemporal(), testSandbox()]);
     ({ sandbox, client: sbx } = sb);
