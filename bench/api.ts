@@ -205,6 +205,10 @@ async function orchestrate() {
     log(`load: ${rate} req/s for ${durationS} s after ${values.warmup} s warm-up, open loop, from a separate process`);
 
     const generator = fork(HERE, ['--generate'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+    // The API's own histogram when the measured part begins, to subtract the warm-up from it at the end.
+    let atStart: Promise<Map<string, number>> = Promise.resolve(new Map());
+    const warmupTimer = setTimeout(() => (atStart = apiHistogram(url, target)), Number(values.warmup) * 1000);
+    cleanups.push(() => clearTimeout(warmupTimer));
     cleanups.push(() => void generator.kill());
     const result = await new Promise<GeneratorResult>((resolve, reject) => {
       generator.once('message', (m) => resolve(m as GeneratorResult));
@@ -222,6 +226,7 @@ async function orchestrate() {
       } satisfies GeneratorInput);
     });
     const ok = report(result, rate, values.timeline!);
+    await reportApiSide(await atStart, await apiHistogram(url, target));
     if (databaseUrl) await reportOutbox(databaseUrl, result.elapsedS);
     await cleanup();
     process.exit(values.check && !ok ? 1 : 0);
@@ -282,6 +287,41 @@ async function awaitPipeline(url: string, key: string, databaseUrl: string): Pro
     await pool.end();
   }
   log(`first intake through in ${(performance.now() - t0).toFixed(0)} ms (worker ready)`);
+}
+
+/** Cumulative counts of the target's 2xx answers per histogram bucket (`le`), from the API's /metrics. */
+async function apiHistogram(url: string, target: { method: string; path: string }): Promise<Map<string, number>> {
+  const byLe = new Map<string, number>();
+  try {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    const route = target.path.replace(/\{(\w+)\}/g, ':$1');
+    for (const [, labels, n] of text.matchAll(/^prospector_http_request_duration_seconds_bucket\{(.*)\} (\d+)$/gm)) {
+      if (!labels!.includes(`route="${route}"`) || !labels!.includes(`method="${target.method.toUpperCase()}"`) || !/status="2/.test(labels!)) continue;
+      const le = labels!.match(/le="([^"]+)"/)![1]!;
+      byLe.set(le, (byLe.get(le) ?? 0) + Number(n));
+    }
+  } catch (err) {
+    log(`API-side figures unavailable: ${(err as Error).message}`);
+  }
+  return byLe;
+}
+
+/**
+ * The measured requests as the API itself timed them (its Prometheus
+ * histogram): from the request reaching Express to the answer sent. When this
+ * is low and the client's tail high, the time went before the API saw the
+ * request (CPU scheduling, event loop); when both are high, inside it (the
+ * lead's commit, the rate-limit store).
+ */
+function reportApiSide(before: Map<string, number>, after: Map<string, number>): void {
+  const count = (le: string) => (after.get(le) ?? 0) - (before.get(le) ?? 0);
+  const total = count('+Inf');
+  if (total <= 0) return;
+  const within = [...after.keys()].filter((le) => le !== '+Inf').map((le) => ({ ms: Number(le) * 1000, share: count(le) / total })).sort((a, b) => a.ms - b.ms);
+  const p95 = within.find((w) => w.share >= 0.95);
+  process.stdout.write(
+    `inside API    ${within.filter((w) => w.ms <= 1000).map((w) => `≤${w.ms} ms ${(w.share * 100).toFixed(1)}%`).join(', ')}; p95 ${p95 ? `≤ ${p95.ms} ms` : 'above the top bucket'} (${total} answers)\n`,
+  );
 }
 
 /**
