@@ -1,6 +1,20 @@
 import type { Application, Request, Response } from 'express';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
+/**
+ * Where a request's time goes, process-wide (every app in this process adds to
+ * the same series): storing a lead durably (its commit) and checking its rate
+ * limits (a round trip to the shared store). Observed by the code doing the work.
+ */
+const stepRegistry = new Registry();
+export const stepDuration = new Histogram({
+  name: 'prospector_api_step_duration_seconds',
+  help: 'Time of one step of a request: lead_store (the durable commit of a submitted lead), rate_limit (the shared rate-limit check)',
+  labelNames: ['step'] as const,
+  buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [stepRegistry],
+});
+
 /** Reads the intake outbox depth (api/intake-dispatcher.ts); set on the app by buildApi. */
 export type OutboxDepthSource = () => Promise<{ pending: number; oldestAgeSeconds: number }>;
 
@@ -48,7 +62,7 @@ export function createApiMetrics() {
         outboxPending.set(read.pending);
         outboxOldest.set(read.oldestAgeSeconds);
       }
-      res.type(registry.contentType).send(await registry.metrics());
+      res.type(registry.contentType).send((await registry.metrics()) + (await stepRegistry.metrics()));
     },
   };
 }

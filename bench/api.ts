@@ -206,8 +206,8 @@ async function orchestrate() {
 
     const generator = fork(HERE, ['--generate'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
     // The API's own histogram when the measured part begins, to subtract the warm-up from it at the end.
-    let atStart: Promise<Map<string, number>> = Promise.resolve(new Map());
-    const warmupTimer = setTimeout(() => (atStart = apiHistogram(url, target)), Number(values.warmup) * 1000);
+    let atStart: Promise<ApiHistograms> = Promise.resolve({ answers: new Map(), steps: new Map() });
+    const warmupTimer = setTimeout(() => (atStart = apiHistograms(url, target)), Number(values.warmup) * 1000);
     cleanups.push(() => clearTimeout(warmupTimer));
     cleanups.push(() => void generator.kill());
     const result = await new Promise<GeneratorResult>((resolve, reject) => {
@@ -226,7 +226,7 @@ async function orchestrate() {
       } satisfies GeneratorInput);
     });
     const ok = report(result, rate, values.timeline!);
-    await reportApiSide(await atStart, await apiHistogram(url, target));
+    reportApiSide(await atStart, await apiHistograms(url, target));
     if (databaseUrl) await reportOutbox(databaseUrl, result.elapsedS);
     await cleanup();
     process.exit(values.check && !ok ? 1 : 0);
@@ -289,39 +289,57 @@ async function awaitPipeline(url: string, key: string, databaseUrl: string): Pro
   log(`first intake through in ${(performance.now() - t0).toFixed(0)} ms (worker ready)`);
 }
 
-/** Cumulative counts of the target's 2xx answers per histogram bucket (`le`), from the API's /metrics. */
-async function apiHistogram(url: string, target: { method: string; path: string }): Promise<Map<string, number>> {
-  const byLe = new Map<string, number>();
+type Buckets = Map<string, number>;
+/** Cumulative bucket counts (`le` → count) of the API's histograms: the target's 2xx answers, and its steps. */
+interface ApiHistograms {
+  answers: Buckets;
+  steps: Map<string, Buckets>;
+}
+
+async function apiHistograms(url: string, target: { method: string; path: string }): Promise<ApiHistograms> {
+  const answers: Buckets = new Map();
+  const steps = new Map<string, Buckets>();
+  const add = (m: Buckets, le: string, n: string) => m.set(le, (m.get(le) ?? 0) + Number(n));
   try {
     const text = await (await fetch(`${url}/metrics`)).text();
     const route = target.path.replace(/\{(\w+)\}/g, ':$1');
-    for (const [, labels, n] of text.matchAll(/^prospector_http_request_duration_seconds_bucket\{(.*)\} (\d+)$/gm)) {
-      if (!labels!.includes(`route="${route}"`) || !labels!.includes(`method="${target.method.toUpperCase()}"`) || !/status="2/.test(labels!)) continue;
+    for (const [, name, labels, n] of text.matchAll(/^(prospector_http_request_duration_seconds|prospector_api_step_duration_seconds)_bucket\{(.*)\} (\d+)$/gm)) {
       const le = labels!.match(/le="([^"]+)"/)![1]!;
-      byLe.set(le, (byLe.get(le) ?? 0) + Number(n));
+      if (name === 'prospector_api_step_duration_seconds') {
+        const step = labels!.match(/step="([^"]+)"/)![1]!;
+        if (!steps.has(step)) steps.set(step, new Map());
+        add(steps.get(step)!, le, n!);
+      } else if (labels!.includes(`route="${route}"`) && labels!.includes(`method="${target.method.toUpperCase()}"`) && /status="2/.test(labels!)) {
+        add(answers, le, n!);
+      }
     }
   } catch (err) {
     log(`API-side figures unavailable: ${(err as Error).message}`);
   }
-  return byLe;
+  return { answers, steps };
 }
 
 /**
  * The measured requests as the API itself timed them (its Prometheus
- * histogram): from the request reaching Express to the answer sent. When this
- * is low and the client's tail high, the time went before the API saw the
- * request (CPU scheduling, event loop); when both are high, inside it (the
- * lead's commit, the rate-limit store).
+ * histograms, warm-up subtracted): from the request reaching Express to the
+ * answer sent, and within that the lead's durable commit and the rate-limit
+ * check. When the first is low and the client's tail high, the time went before
+ * the API saw the request (CPU scheduling); when both are high, inside it.
  */
-function reportApiSide(before: Map<string, number>, after: Map<string, number>): void {
-  const count = (le: string) => (after.get(le) ?? 0) - (before.get(le) ?? 0);
-  const total = count('+Inf');
-  if (total <= 0) return;
-  const within = [...after.keys()].filter((le) => le !== '+Inf').map((le) => ({ ms: Number(le) * 1000, share: count(le) / total })).sort((a, b) => a.ms - b.ms);
-  const p95 = within.find((w) => w.share >= 0.95);
-  process.stdout.write(
-    `inside API    ${within.filter((w) => w.ms <= 1000).map((w) => `≤${w.ms} ms ${(w.share * 100).toFixed(1)}%`).join(', ')}; p95 ${p95 ? `≤ ${p95.ms} ms` : 'above the top bucket'} (${total} answers)\n`,
-  );
+function reportApiSide(before: ApiHistograms, after: ApiHistograms): void {
+  const line = (label: string, b: Buckets | undefined, a: Buckets | undefined) => {
+    if (!a) return;
+    const count = (le: string) => (a.get(le) ?? 0) - (b?.get(le) ?? 0);
+    const total = count('+Inf');
+    if (total <= 0) return;
+    const within = [...a.keys()].filter((le) => le !== '+Inf').map((le) => ({ ms: Number(le) * 1000, share: count(le) / total })).sort((x, y) => x.ms - y.ms);
+    const p95 = within.find((w) => w.share >= 0.95);
+    const shown = within.filter((w) => w.ms >= 5 && w.ms <= 250).map((w) => `≤${w.ms} ms ${(w.share * 100).toFixed(1)}%`);
+    process.stdout.write(`${label.padEnd(14)}p95 ${p95 ? `≤ ${p95.ms} ms` : 'above the top bucket'}   (${shown.join(', ')}; ${total} observed)\n`);
+  };
+  line('inside API', before.answers, after.answers);
+  line('  lead commit', before.steps.get('lead_store'), after.steps.get('lead_store'));
+  line('  rate limit', before.steps.get('rate_limit'), after.steps.get('rate_limit'));
 }
 
 /**

@@ -24,6 +24,7 @@ import {
 import { TASK_QUEUES } from '../../lib/search-attributes.js';
 import type { ApiDeps } from '../deps.js';
 import { outboxWriter, storeSubmissions, submissionSignal, type QueuedSubmission } from '../intake-outbox.js';
+import { stepDuration } from '../metrics.js';
 import { HttpProblem, problems } from '../problem.js';
 import { defineRoute, type AnyRoute, type Caller } from '../route.js';
 
@@ -274,7 +275,11 @@ export async function submitLead(
     throw leadNotStored();
   }
   // Committed: wake the dispatchers. (A caller with its own transaction signals after its commit.)
-  if (!db) submissionSignal(deps.pool).submitted(performance.now() - started);
+  if (!db) {
+    const ms = performance.now() - started;
+    stepDuration.observe({ step: 'lead_store' }, ms / 1000);
+    submissionSignal(deps.pool).submitted(ms);
+  }
   return { id: submission.workflowId, submissionId: submission.id, status: attached ? 'attached' : 'queued', email: email.email, statusUrl: statusUrl(submission.workflowId) };
 }
 

@@ -6,6 +6,7 @@ import { sendProblem } from '../problem.js';
 import type { AnyRoute, Caller, Scope } from '../route.js';
 import type { AuthAuditWriter, Decision } from './audit.js';
 import type { LimitCheck, RateLimits } from './rate-limit.js';
+import { stepDuration } from '../metrics.js';
 
 const REALM = 'Bearer realm="prospector"';
 
@@ -132,7 +133,9 @@ function rateLimit(route: AnyRoute, deps: SecurityMiddlewareDeps): RequestHandle
     }
     let outcome;
     try {
+      const started = performance.now();
       outcome = await deps.limits.consume(checks);
+      if (checks.length > 0) stepDuration.observe({ step: 'rate_limit' }, (performance.now() - started) / 1000);
     } catch (err) {
       // Only reached when the store and its in-memory insurance both fail: let the request through.
       deps.log.warn({ err: (err as Error).message }, 'rate limit check failed; request allowed');

@@ -88,7 +88,11 @@ describe('intake outbox and dispatcher', () => {
     const down = await api(new Client({ connection: dead }));
 
     const leads = Array.from({ length: 6 }, () => uniqueLead());
+    const commitsTimed = `prospector_api_step_duration_seconds_count{step="lead_store"}`;
+    const timedBefore = (await metric(down.url, commitsTimed)) || 0;
     const answers = await Promise.all(leads.map((lead) => submit(down, lead)));
+    // Each lead's durable commit is timed (where a slow answer's time went).
+    expect((await metric(down.url, commitsTimed)) - timedBefore).toBe(6);
     expect(answers.map((a) => a.status)).toEqual(Array(6).fill(202));
     expect(answers.map((a) => a.body.status)).toEqual(Array(6).fill('queued'));
     const ids = answers.map((a) => a.body.submissionId as string);
