@@ -33,7 +33,7 @@ CREATE TABLE intake_submissions (
 );
 
 -- What the dispatchers claim (due, oldest first) and what the outbox depth counts.
-CREATE INDEX intake_submissions_due_idx ON intake_submissions (next_attempt_at, created_at) WHERE dispatched_at IS NULL;
+CREATE INDEX intake_submissions_due_idx ON intake_submissions (next_attempt_at, seq) WHERE dispatched_at IS NULL;
 -- "Is a submission for this person still waiting?" (a second one answers 'attached').
 -- Also: "is an older one for this person waiting?" (only a person's oldest is dispatched).
 CREATE INDEX intake_submissions_waiting_idx ON intake_submissions (workflow_id, seq) WHERE dispatched_at IS NULL;
