@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { loadConfig, type Config } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import { createWorkers } from '../../workers/worker.js';
-import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 import { uniqueLead, waitForReadModel, waitForStage } from '../workflow/intake-helpers.js';
 import { startProspectsApi, type ProspectsApi } from './prospects-api.js';
 
@@ -23,8 +21,7 @@ describe('prospects API', () => {
   let temporal: Awaited<ReturnType<typeof testTemporal>>;
   let sandbox: Sandbox;
   let config: Config;
-  let worker: Worker;
-  let running: Promise<void>;
+  let worker: Awaited<ReturnType<typeof testWorker>> | undefined;
   let api: ProspectsApi;
   let writer: string;
   let reader: string;
@@ -38,22 +35,14 @@ describe('prospects API', () => {
     [db, temporal, sb] = await Promise.all([testDatabase(), testTemporal(), testSandbox()]);
     sandbox = sb.sandbox;
     config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } });
-    [worker] = await createWorkers({
-      connection: temporal.nativeConnection,
-      namespace: 'default',
-      activities: createActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }),
-      shutdownGraceMs: 1_000,
-      taskQueues: [taskQueue],
-    });
-    running = worker.run();
+    worker = await testWorker(temporal, createActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }), taskQueue);
     api = await startProspectsApi({ config, pool: db.pool, temporal: temporal.client, taskQueue });
     [writer, reader, approver, admin] = await Promise.all([api.key(['prospects:write']), api.key(['prospects:read']), api.key(['approvals:write']), api.key(['admin'])]);
   });
 
   afterAll(async () => {
     await api?.close();
-    worker?.shutdown();
-    await running;
+    await worker?.stop();
     await sandbox?.close();
     await temporal?.close();
     await db?.drop();

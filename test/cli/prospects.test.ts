@@ -1,13 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
-import { main } from '../../cli/main.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import { createWorkers } from '../../workers/worker.js';
 import { startProspectsApi, type ProspectsApi } from '../api/prospects-api.js';
-import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+import { runCli as cli } from '../helpers/cli.js';
+import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 import { uniqueLead, waitForReadModel, waitForStage } from '../workflow/intake-helpers.js';
 
 /** `prospector prospects …`, `suppress …`, `pause`/`resume`, `screening`: the real CLI against the real API and a worker. */
@@ -16,8 +14,7 @@ describe('prospector prospects CLI', () => {
   let db: Awaited<ReturnType<typeof testDatabase>>;
   let temporal: Awaited<ReturnType<typeof testTemporal>>;
   let sandbox: Sandbox;
-  let worker: Worker;
-  let running: Promise<void>;
+  let worker: Awaited<ReturnType<typeof testWorker>> | undefined;
   let api: ProspectsApi;
   const taskQueue = uniqueTaskQueue('intake-cli');
   const saved = { url: process.env.PROSPECTOR_API_URL, key: process.env.PROSPECTOR_API_KEY };
@@ -28,14 +25,7 @@ describe('prospector prospects CLI', () => {
     [db, temporal, sb] = await Promise.all([testDatabase(), testTemporal(), testSandbox()]);
     sandbox = sb.sandbox;
     const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } });
-    [worker] = await createWorkers({
-      connection: temporal.nativeConnection,
-      namespace: 'default',
-      activities: createActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }),
-      shutdownGraceMs: 1_000,
-      taskQueues: [taskQueue],
-    });
-    running = worker.run();
+    worker = await testWorker(temporal, createActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }), taskQueue);
     api = await startProspectsApi({ config, pool: db.pool, temporal: temporal.client, taskQueue });
     process.env.PROSPECTOR_API_URL = api.url;
     process.env.PROSPECTOR_API_KEY = await api.key(['admin']);
@@ -45,28 +35,12 @@ describe('prospector prospects CLI', () => {
     process.env.PROSPECTOR_API_URL = saved.url;
     process.env.PROSPECTOR_API_KEY = saved.key;
     await api?.close();
-    worker?.shutdown();
-    await running;
+    await worker?.stop();
     await sandbox?.close();
     await temporal?.close();
     await db?.drop();
   });
 
-  /** Runs `prospector …` in-process; returns exit code, stdout and stderr. */
-  async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-    let out = '';
-    let err = '';
-    const write = { out: process.stdout.write.bind(process.stdout), err: process.stderr.write.bind(process.stderr) };
-    process.stdout.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stdout.write;
-    process.stderr.write = ((chunk: string) => ((err += chunk), true)) as typeof process.stderr.write;
-    try {
-      const code = await main(['node', 'prospector', ...args]);
-      return { code, out, err };
-    } finally {
-      process.stdout.write = write.out;
-      process.stderr.write = write.err;
-    }
-  }
 
   it('submit, list, show, edit, approve (stale refused), reject', async () => {
     const lead = uniqueLead();

@@ -1,10 +1,10 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { main } from '../../cli/main.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { planPrune } from '../../lib/retention.js';
 import { applyRetention, createSnapshot, listSnapshots } from '../../lib/snapshots.js';
+import { runCli as cli } from '../helpers/cli.js';
 import { testDatabase } from '../helpers/stack.js';
 import { insertSignals, manySignals, scratchDir, tableRows } from './helpers.js';
 
@@ -13,20 +13,6 @@ let scratch: ReturnType<typeof scratchDir>;
 let dir: string;
 const saved = { DATABASE_URL: process.env.DATABASE_URL, DATA_DIR: process.env.DATA_DIR, SNAPSHOT_DIR: process.env.SNAPSHOT_DIR };
 
-/** Runs `prospector ...args` in this process, capturing what it prints. */
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
-  try {
-    const code = await main(['node', 'prospector', ...args]);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;

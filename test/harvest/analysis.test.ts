@@ -1,15 +1,13 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
 import { keywordAnalysis, LlmMalformedError, parseAnalysisBatch } from '../../activities/analysis.js';
-import { createHarvestActivities, type HarvestActivities } from '../../activities/harvest.js';
+import type { HarvestActivities } from '../../activities/harvest.js';
 import { upsertSignals } from '../../activities/signals-store.js';
 import type { SignalInput } from '../../activities/sources/types.js';
-import { loadConfig } from '../../lib/config.js';
-import { loadHarvestConfig } from '../../lib/harvest-config.js';
-import { createLogger } from '../../lib/logger.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import { testDatabase, testSandbox } from '../helpers/stack.js';
+import type { testDatabase } from '../helpers/stack.js';
+import { harvestActivitiesStack } from './helpers.js';
 
 /** Batch parsing, the keyword analyser, and the LLM activity with the real OpenAI SDK against the sandbox. */
 
@@ -108,10 +106,7 @@ describe('LLM analysis activity (OpenAI SDK → sandbox)', () => {
   }
 
   beforeAll(async () => {
-    db = await testDatabase();
-    ({ sandbox, client: control } = await testSandbox());
-    const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } });
-    acts = createHarvestActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }, { harvest: loadHarvestConfig({ env: {} }) });
+    ({ db, sandbox, control, acts } = await harvestActivitiesStack());
   });
   afterAll(async () => {
     await sandbox?.close();

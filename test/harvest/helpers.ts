@@ -84,3 +84,12 @@ export async function harvestPosts(control: SandboxClient): Promise<SlackPost[]>
   const { messages } = await control.get<{ messages: SlackPost[] }>('/_sandbox/slack/messages');
   return messages.filter((m) => m.metadata?.event_type === 'prospector_signal');
 }
+
+/** The harvest activities on a test database and the sandbox, without Temporal: for activity-level tests. */
+export async function harvestActivitiesStack() {
+  const db = await testDatabase();
+  const { sandbox, client: control } = await testSandbox();
+  const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } });
+  const acts = createHarvestActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }, { harvest: loadHarvestConfig({ env: {} }) });
+  return { db, sandbox, control, acts };
+}

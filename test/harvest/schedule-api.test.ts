@@ -3,14 +3,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app.js';
 import { harvestRoutesWith } from '../../api/routes/harvests.js';
 import { signalRoutesWith } from '../../api/routes/signals.js';
-import { main } from '../../cli/main.js';
 import { createLogger } from '../../lib/logger.js';
 import { ensureHarvestSchedule, harvestSchedule } from '../../lib/harvest-schedule.js';
 import type { HarvestSummary } from '../../workflows/harvest-types.js';
+import { runCli as cli } from '../helpers/cli.js';
 import { harvestStack, type HarvestStack } from './helpers.js';
 
 /**
@@ -30,20 +30,6 @@ async function until<T>(probe: () => Promise<T | undefined>, what: string, timeo
   }
 }
 
-/** Runs the CLI in this process; returns what it printed. */
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
-  try {
-    const code = await main(['node', 'prospector', ...args]);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
 
 describe('harvest schedule, API and CLI', () => {
   let s: HarvestStack;

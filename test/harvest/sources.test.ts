@@ -1,17 +1,15 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
-import { createHarvestActivities, type HarvestActivities } from '../../activities/harvest.js';
+import type { HarvestActivities } from '../../activities/harvest.js';
 import { readCursor, upsertSignals } from '../../activities/signals-store.js';
 import { parseFeed } from '../../activities/sources/feed.js';
 import type { SignalInput, SourceQuery } from '../../activities/sources/types.js';
-import { loadConfig } from '../../lib/config.js';
-import { loadHarvestConfig } from '../../lib/harvest-config.js';
-import { createLogger } from '../../lib/logger.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import type { FetchPageInput, FetchPageResult } from '../../workflows/harvest-types.js';
-import { testDatabase, testSandbox } from '../helpers/stack.js';
+import type { testDatabase } from '../helpers/stack.js';
+import { harvestActivitiesStack } from './helpers.js';
 
 /**
  * The store (upsert monotonicity), and the sources through the fetch-page
@@ -26,10 +24,7 @@ let control: SandboxClient;
 let acts: HarvestActivities;
 
 beforeAll(async () => {
-  db = await testDatabase();
-  ({ sandbox, client: control } = await testSandbox());
-  const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } });
-  acts = createHarvestActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }, { harvest: loadHarvestConfig({ env: {} }) });
+  ({ db, sandbox, control, acts } = await harvestActivitiesStack());
 });
 afterAll(async () => {
   await sandbox?.close();

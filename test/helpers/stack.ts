@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { createWorkers, type WorkerSetup } from '../../workers/worker.js';
 import { createPool, migrate, type Pool } from '../../lib/db.js';
 import { allProviders } from '../../sandbox/providers/index.js';
 import { startSandbox, type Sandbox } from '../../sandbox/server.js';
@@ -75,4 +76,22 @@ export async function testTemporal(): Promise<{ client: Client; nativeConnection
 
 export function uniqueTaskQueue(prefix: string): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
+/** A worker for one task queue on the test server, already running; `stop()` shuts it down and waits for it. */
+export async function testWorker(
+  temporal: { nativeConnection: NativeConnection },
+  activities: WorkerSetup['activities'],
+  taskQueue: string,
+): Promise<{ worker: Worker; running: Promise<void>; stop(): Promise<void> }> {
+  const [worker] = await createWorkers({ connection: temporal.nativeConnection, namespace: 'default', activities, shutdownGraceMs: 1_000, taskQueues: [taskQueue] });
+  const running = worker!.run();
+  return {
+    worker: worker!,
+    running,
+    async stop() {
+      worker!.shutdown();
+      await running;
+    },
+  };
 }

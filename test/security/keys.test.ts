@@ -2,10 +2,10 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../cli/main.js';
 import { ApiKeyStore, ensureDevApiKey, KEY_PATTERN } from '../../lib/api-keys.js';
 import { loadSecurityConfig, parseRateLimit } from '../../lib/security-config.js';
 import { testDatabase } from '../helpers/stack.js';
+import { runCli } from '../helpers/cli.js';
 
 const PEPPER = 'test-pepper-0123456789abcdef0123456789abcdef';
 
@@ -186,21 +186,14 @@ describe('API keys', () => {
   });
 });
 
+/** The CLI with extra environment variables for the one run (restored after). */
 async function cli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   const saved = { ...process.env };
   Object.assign(process.env, env);
-  let stdout = '';
-  let stderr = '';
-  const out = process.stdout.write.bind(process.stdout);
-  const err = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((chunk: string) => ((stdout += chunk), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string) => ((stderr += chunk), true)) as typeof process.stderr.write;
   try {
-    const code = await main(['node', 'prospector', ...args]);
-    return { code, stdout, stderr };
+    const { code, out, err } = await runCli(...args);
+    return { code, stdout: out, stderr: err };
   } finally {
-    process.stdout.write = out;
-    process.stderr.write = err;
     for (const k of Object.keys(env)) if (!(k in saved)) delete process.env[k];
     Object.assign(process.env, saved);
   }

@@ -5,7 +5,6 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Client } from '@temporalio/client';
-import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { updateSettings } from '../../activities/prospects-store.js';
 import { loadConfig, type Config } from '../../lib/config.js';
@@ -14,9 +13,8 @@ import { intakeWorkflowId, type IntakeResult } from '../../lib/prospect.js';
 import { ApprovalState, ProspectDomain, ProspectOwner, ProspectStage } from '../../lib/search-attributes.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import { createWorkers } from '../../workers/worker.js';
 import { approveSignal, editSignal, rejectSignal } from '../../workflows/intake.js';
-import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 import { auditOf, effectsOf, status, submit, uniqueLead, waitForReadModel, waitForStage } from './intake-helpers.js';
 
 /**
@@ -34,8 +32,7 @@ describe('prospect intake workflow', () => {
   let sandbox: Sandbox;
   let sbx: SandboxClient;
   let config: Config;
-  let worker: Worker;
-  let running: Promise<void>;
+  let worker: Awaited<ReturnType<typeof testWorker>> | undefined;
   let client: Client;
   let activities: ReturnType<typeof createActivities>;
   const taskQueue = uniqueTaskQueue('intake');
@@ -49,19 +46,11 @@ describe('prospect intake workflow', () => {
     config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } });
     const log = createLogger({ name: 'test', level: 'silent' });
     activities = createActivities({ config, pool: db.pool, log });
-    [worker] = await createWorkers({
-      connection: temporal.nativeConnection,
-      namespace: 'default',
-      activities,
-      shutdownGraceMs: 1_000,
-      taskQueues: [taskQueue],
-    });
-    running = worker.run();
+    worker = await testWorker(temporal, activities, taskQueue);
   });
 
   afterAll(async () => {
-    worker?.shutdown();
-    await running;
+    await worker?.stop();
     await sandbox?.close();
     await temporal?.close();
     await db?.drop();

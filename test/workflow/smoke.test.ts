@@ -3,39 +3,29 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Worker } from '@temporalio/worker';
 import { createActivities } from '../../activities/index.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { ROOT } from '../../lib/paths.js';
 import { createWorkers } from '../../workers/worker.js';
 import { smokeTest } from '../../workflows/index.js';
-import { testDatabase, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+import { testDatabase, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 
 describe('smoke workflow on the real Temporal server', () => {
   let db: Awaited<ReturnType<typeof testDatabase>>;
   let temporal: Awaited<ReturnType<typeof testTemporal>>;
-  let worker: Worker;
-  let running: Promise<void>;
+  let worker: Awaited<ReturnType<typeof testWorker>> | undefined;
   const taskQueue = uniqueTaskQueue('smoke');
 
   beforeAll(async () => {
     [db, temporal] = await Promise.all([testDatabase(), testTemporal()]);
     const config = await loadConfig({ env: {} });
     const log = createLogger({ name: 'test', level: 'silent' });
-    [worker] = await createWorkers({
-      connection: temporal.nativeConnection,
-      namespace: 'default',
-      activities: createActivities({ config, pool: db.pool, log }),
-      shutdownGraceMs: 1_000,
-      taskQueues: [taskQueue],
-    });
-    running = worker.run();
+    worker = await testWorker(temporal, createActivities({ config, pool: db.pool, log }), taskQueue);
   });
 
   afterAll(async () => {
-    worker?.shutdown();
-    await running;
+    await worker?.stop();
     await temporal?.close();
     await db?.drop();
   });
