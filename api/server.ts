@@ -1,4 +1,4 @@
-import pg from 'pg';
+import { asyncCommitPool } from '../lib/db.js';
 import { createApp } from './app.js';
 import { startIntakeDispatcher, type IntakeDispatcher, type IntakeDispatcherOptions } from './intake-dispatcher.js';
 import { outboxDepth, submissionSignal } from './intake-outbox.js';
@@ -35,9 +35,7 @@ export async function buildApi(deps: IntakeApiDeps, options: BuildApiOptions = {
   // traffic, and commits asynchronously: its writes (leases, "dispatched", the dispatch audit row)
   // are safe to lose in a PostgreSQL crash (the row is dispatched again and lands on the same run),
   // and not waiting on WAL flushes leaves them to the submissions, which must be durable.
-  const dispatcherPool =
-    options.dispatcher === false ? undefined : new pg.Pool({ ...deps.pool.options, max: DISPATCHER_POOL_MAX, options: '-c synchronous_commit=off' });
-  dispatcherPool?.on('error', () => undefined);
+  const dispatcherPool = options.dispatcher === false ? undefined : asyncCommitPool(deps.pool, DISPATCHER_POOL_MAX);
   const dispatcher: IntakeDispatcher | undefined = dispatcherPool && startIntakeDispatcher({ ...deps, pool: dispatcherPool, signal: submissionSignal(deps.pool) }, options.dispatcher || {});
   reportOutboxDepth(app, () => outboxDepth(deps.pool));
   return {

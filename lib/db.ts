@@ -22,6 +22,18 @@ export function createPool(url: string, max = 10): pg.Pool {
   return pool;
 }
 
+/**
+ * A small pool on the same database whose commits do not wait for their WAL
+ * flush: for writes that are safe to lose in a PostgreSQL crash (counters,
+ * leases), so they neither wait on the disk nor hold locks through its flushes.
+ */
+export function asyncCommitPool(pool: pg.Pool, max: number): pg.Pool {
+  const fast = new pg.Pool({ ...pool.options, max, options: '-c synchronous_commit=off' } as pg.PoolConfig);
+  // As in createPool: an idle client losing its server must not crash the process.
+  fast.on('error', () => undefined);
+  return fast;
+}
+
 /** Runs `work` in one transaction on one client: committed when it returns, rolled back when it throws. */
 export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();

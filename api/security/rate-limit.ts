@@ -1,7 +1,6 @@
-import pg from 'pg';
 import { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { Pool } from '../../lib/db.js';
+import { asyncCommitPool, type Pool } from '../../lib/db.js';
 import type { Logger } from '../../lib/logger.js';
 import type { RateLimit } from '../../lib/security-config.js';
 import type { DependencyCheck } from '../readiness.js';
@@ -38,7 +37,10 @@ export class RateLimits {
   ) {}
 
   static async create(options: { redisUrl?: string; pool: Pool; log: Logger }): Promise<RateLimits> {
-    if (!options.redisUrl) return new RateLimits('postgres', { pool: counterPool(options.pool), ownsPool: true });
+    // Asynchronous commits: every request bumps the same few rows (one per key and route), and a
+    // durable upsert holds its row lock through its WAL flush, so one slow flush stalled every request.
+    // A counter lost in a crash costs a few requests of budget, never data.
+    if (!options.redisUrl) return new RateLimits('postgres', { pool: asyncCommitPool(options.pool, 4), ownsPool: true });
     const redis = new Redis(options.redisUrl, {
       // Fail fast to the insurance limiter instead of queueing requests behind a dead connection.
       enableOfflineQueue: false,
@@ -138,16 +140,3 @@ export class RateLimits {
   }
 }
 
-/**
- * The connections the PostgreSQL counters are kept on: commits that do not wait
- * for their WAL flush. Every request bumps the same few rows (one per key and
- * route), and an upsert holds its row lock until its commit returns, so with
- * durable commits every request queued behind every other's flush, and one
- * slow flush stalled them all. A counter lost in a crash costs a few requests
- * of budget, never data: the outbox, audit and read model stay fully durable.
- */
-function counterPool(pool: Pool): Pool {
-  const counters = new pg.Pool({ ...pool.options, max: 4, options: '-c synchronous_commit=off' } as pg.PoolConfig);
-  counters.on('error', () => undefined);
-  return counters;
-}
