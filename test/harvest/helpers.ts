@@ -7,9 +7,8 @@ import { loadHarvestConfig, type HarvestConfig } from '../../lib/harvest-config.
 import { createLogger } from '../../lib/logger.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import { createWorkers } from '../../workers/worker.js';
 import type { HarvestInput, HarvestSummary, HarvestTuning, SourceQuery } from '../../workflows/harvest-types.js';
-import { testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+import { testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 
 /** Retries and timeouts short enough for tests; the logic is the production one. */
 export const FAST_TUNING: Partial<HarvestTuning> = {
@@ -46,8 +45,7 @@ export async function harvestStack(overrides: Record<string, string> = {}): Prom
   const log = createLogger({ name: 'test', level: 'silent' });
   const deps = { config, pool: db.pool, log };
   const activities = { ...createActivities(deps), ...createHarvestActivities(deps, { harvest }) };
-  const [worker] = await createWorkers({ connection: temporal.nativeConnection, namespace: 'default', activities, shutdownGraceMs: 1_000, taskQueues: [taskQueue] });
-  const running = worker!.run();
+  const worker = await testWorker(temporal, activities, taskQueue);
   const start = (input: HarvestInput, id = `harvest-test-${Date.now()}-${++seq}`) =>
     temporal.client.workflow.start('harvest', { taskQueue, workflowId: id, args: [{ trigger: 'test', ...input, tuning: { ...FAST_TUNING, ...input.tuning } } satisfies HarvestInput] });
   return {
@@ -58,12 +56,11 @@ export async function harvestStack(overrides: Record<string, string> = {}): Prom
     config,
     harvest,
     taskQueue,
-    worker: worker!,
+    worker: worker.worker,
     start,
     run: async (input, id) => (await start(input, id)).result() as Promise<HarvestSummary>,
     async close() {
-      worker?.shutdown();
-      await running.catch(() => undefined);
+      await worker.stop().catch(() => undefined);
       await temporal.close();
       await sb.sandbox.close();
       await db.drop();
