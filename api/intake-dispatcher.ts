@@ -65,8 +65,8 @@ export interface IntakeDispatcherOptions {
   /**
    * Yield to submissions: while at least 20 leads a second are being stored
    * through this replica and their 95th percentile store time is above this,
-   * the start rate is halved each second (down to minStartsPerSecond); it
-   * grows back by half each quiet second. Starting intakes costs the CPU and
+   * the start rate drops at once to minStartsPerSecond (checked every 250 ms);
+   * it grows back by half each quiet second. Starting intakes costs the CPU and
    * database the request path needs on a small machine: leads keep being
    * taken fast, and their intakes start once the burst eases. Infinity turns it off.
    */
@@ -110,6 +110,8 @@ interface ClaimedRow {
 type Outcome = 'started' | 'attached';
 
 const PRUNE_EVERY_MS = 3_600_000;
+/** How often the dispatcher looks whether submissions are slow (see yieldAboveMs). */
+const YIELD_CHECK_MS = 250;
 
 export class IntakeDispatcher {
   private readonly options: IntakeDispatcherOptions;
@@ -130,8 +132,8 @@ export class IntakeDispatcher {
   private rate = Infinity;
   private tokens = 0;
   private refilledAt = performance.now();
-  private adjustedAt = performance.now();
-  private startsSinceAdjust = 0;
+  private checkedAt = performance.now();
+  private grewAt = performance.now();
 
   constructor(
     private readonly deps: IntakeDispatcherDeps,
@@ -196,8 +198,7 @@ export class IntakeDispatcher {
       return 0;
     }
     const rows = await this.claim(room);
-    this.tokens -= rows.length;
-    this.startsSinceAdjust += rows.length;
+    if (Number.isFinite(this.rate)) this.tokens -= rows.length;
     if (rows.length === 0) return 0;
     let outage: Error | undefined;
     const queue = [...rows];
@@ -235,7 +236,7 @@ export class IntakeDispatcher {
   /** How many intakes may start now (see yieldAboveMs): Infinity unless yielding to submissions. */
   private allowance(): number {
     const now = performance.now();
-    if (now - this.adjustedAt >= 1_000) this.adjust(now);
+    if (now - this.checkedAt >= YIELD_CHECK_MS) this.adjust(now);
     if (!Number.isFinite(this.rate)) return Infinity;
     // At most one second's worth saved up: no burst of starts after a pause.
     this.tokens = Math.min(Math.max(this.rate, 1), this.tokens + (this.rate * (now - this.refilledAt)) / 1_000);
@@ -243,19 +244,24 @@ export class IntakeDispatcher {
     return Math.floor(this.tokens);
   }
 
-  /** Once a second: halve the start rate while submissions are slow, let it grow back while they are not. */
+  /**
+   * Yield at once, come back slowly: while submissions are slow the start rate
+   * drops straight to its floor (intakes started in a burst's first seconds
+   * would run right in it: halving once a second let ~40 through); each quiet
+   * second it grows by half, and unlimited again above 1,000/s.
+   */
   private adjust(now: number): void {
     const { count, p95 } = this.signal.recentLatency();
-    const perSecond = (this.startsSinceAdjust * 1_000) / (now - this.adjustedAt);
+    this.checkedAt = now;
     if (count >= 20 && p95 > this.options.yieldAboveMs) {
-      this.rate = Math.max(this.options.minStartsPerSecond, Math.min(this.rate, perSecond) / 2);
-    } else if (Number.isFinite(this.rate)) {
+      if (!Number.isFinite(this.rate)) this.tokens = 0;
+      this.rate = this.options.minStartsPerSecond;
+      this.grewAt = now;
+    } else if (Number.isFinite(this.rate) && now - this.grewAt >= 1_000) {
       this.rate = this.rate * 1.5 + 1;
       if (this.rate > 1_000) this.rate = Infinity;
+      this.grewAt = now;
     }
-    this.adjustedAt = now;
-    this.refilledAt = now;
-    this.startsSinceAdjust = 0;
   }
 
   /** Started intakes still waiting for a worker (see maxBacklog). */

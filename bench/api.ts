@@ -1,5 +1,6 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, chmodSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -143,6 +144,8 @@ async function generate(input: GeneratorInput): Promise<GeneratorResult> {
   };
 
   if (input.warmupS > 0) await run(Math.round(input.rate * input.warmupS), 10_000_000, false);
+  // The parent reads the API's histograms now, to leave the warm-up out of them.
+  await new Promise<void>((resolve) => process.send!({ measuring: true }, () => resolve()));
   const result = await run(Math.round(input.rate * input.durationS), 0, true);
   agent.destroy();
   return result;
@@ -189,12 +192,14 @@ async function orchestrate() {
     let key = values.key;
     let databaseUrl: string | undefined;
     let stackInfo = 'an already running API';
+    let dataDir = os.tmpdir();
     if (!url) {
       if (values.stack !== 'full' && values.stack !== 'api') throw new Error('--stack is full or api');
       const stack = await startStack({ redis: values.redis!, verbose: values.verbose!, cleanups, apiOnly: values.stack === 'api', tmpfs: values.tmpfs! });
       url = stack.url;
       key = stack.key;
       databaseUrl = stack.databaseUrl;
+      dataDir = stack.dataDir;
       const pieces = values.stack === 'api' ? 'Temporal dev server, embedded PostgreSQL, API; no worker' : 'Temporal dev server, embedded PostgreSQL, sandbox, worker, API';
       stackInfo = `${values.stack} stack (${pieces}), rate limits in ${values.redis ? 'Redis' : 'PostgreSQL'}`;
     }
@@ -205,13 +210,18 @@ async function orchestrate() {
     log(`load: ${rate} req/s for ${durationS} s after ${values.warmup} s warm-up, open loop, from a separate process`);
 
     const generator = fork(HERE, ['--generate'], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
-    // The API's own histogram when the measured part begins, to subtract the warm-up from it at the end.
+    // The API's own histograms when the measured part begins (the generator says when), to subtract the warm-up.
     let atStart: Promise<ApiHistograms> = Promise.resolve({ answers: new Map(), steps: new Map() });
-    const warmupTimer = setTimeout(() => (atStart = apiHistograms(url, target)), Number(values.warmup) * 1000);
-    cleanups.push(() => clearTimeout(warmupTimer));
+    const probe = await diskFlushProbe(dataDir);
+    cleanups.push(() => probe.close());
     cleanups.push(() => void generator.kill());
     const result = await new Promise<GeneratorResult>((resolve, reject) => {
-      generator.once('message', (m) => resolve(m as GeneratorResult));
+      generator.on('message', (m: GeneratorResult | { measuring: true }) => {
+        if ('measuring' in m) {
+          atStart = apiHistograms(url, target);
+          probe.start();
+        } else resolve(m);
+      });
       generator.once('exit', (code) => reject(new Error(`load generator exited with ${code}`)));
       generator.send({
         url,
@@ -225,8 +235,10 @@ async function orchestrate() {
         runId: Date.now().toString(36),
       } satisfies GeneratorInput);
     });
+    probe.stop();
     const ok = report(result, rate, values.timeline!);
     reportApiSide(await atStart, await apiHistograms(url, target));
+    reportAgainstDisk(result, probe.report(values.timeline!));
     if (databaseUrl) await reportOutbox(databaseUrl, result.elapsedS);
     await cleanup();
     process.exit(values.check && !ok ? 1 : 0);
@@ -343,6 +355,84 @@ function reportApiSide(before: ApiHistograms, after: ApiHistograms): void {
 }
 
 /**
+ * The disk as the database sees it: every 20 ms, 4 KiB written into a
+ * preallocated file next to the stack's data and made durable (fdatasync), as
+ * a commit does. When the API's lead commits stall, this tells a slow disk
+ * (the probe stalls in the same seconds) from a slow database.
+ */
+interface DiskFlushProbe {
+  start(): void;
+  stop(): void;
+  /** Prints the probe's figures; returns its slowest flush per second of the measured run. */
+  report(timeline: boolean): number[];
+  close(): Promise<void>;
+}
+
+async function diskFlushProbe(dir: string): Promise<DiskFlushProbe> {
+  const filePath = path.join(dir, `flush-probe-${process.pid}`);
+  const file: FileHandle = await open(filePath, 'w+');
+  await file.write(Buffer.alloc(1 << 20), 0, 1 << 20, 0);
+  await file.sync();
+  const samples: { atS: number; ms: number }[] = [];
+  const block = Buffer.alloc(4096, 1);
+  let timer: NodeJS.Timeout | undefined;
+  let busy = false;
+  let seq = 0;
+  const stop = () => clearInterval(timer);
+  return {
+    start() {
+      const startedAt = performance.now();
+      timer = setInterval(() => {
+        if (busy) return; // one flush at a time: a stall shows as one long sample
+        busy = true;
+        const began = performance.now();
+        void file
+          .write(block, 0, block.length, (seq++ % 256) * block.length)
+          .then(() => file.datasync())
+          .then(() => samples.push({ atS: (began - startedAt) / 1000, ms: performance.now() - began }))
+          .finally(() => (busy = false));
+      }, 20);
+    },
+    stop,
+    report(timeline) {
+      if (samples.length === 0) return [];
+      const ms = samples.map((s) => s.ms).sort((a, b) => a - b);
+      const at = (p: number) => ms[Math.min(ms.length - 1, Math.ceil(p * ms.length) - 1)]!.toFixed(1);
+      const over = samples.filter((s) => s.ms > 100).length;
+      process.stdout.write(`disk flushes  p50 ${at(0.5)} ms   p99 ${at(0.99)} ms   max ${at(1)} ms   (probe: 4 KiB + fdatasync every 20 ms; ${over} of ${ms.length} over 100 ms)\n`);
+      const worst: number[] = [];
+      for (const s of samples) worst[Math.floor(s.atS)] = Math.max(worst[Math.floor(s.atS)] ?? 0, s.ms);
+      if (timeline) process.stdout.write(`  max by 1 s  ${Array.from(worst, (w) => (w ?? 0).toFixed(0)).join(' ')} ms\n`);
+      return Array.from(worst, (w) => w ?? 0);
+    },
+    async close() {
+      stop();
+      await file.close().catch(() => undefined);
+      rmSync(filePath, { force: true });
+    },
+  };
+}
+
+/**
+ * The API's slow seconds next to the disk's: how many of them had a stalled
+ * flush (probe over 50 ms), and the p95 of the requests sent in the other
+ * seconds, i.e. what the stack does when the disk keeps up. The headline p95
+ * above stays the figure that counts; this one says where its tail came from.
+ */
+function reportAgainstDisk(r: GeneratorResult, probeWorst: number[]): void {
+  if (probeWorst.length === 0) return;
+  const bySecond = windows(r, 1);
+  const stalled = (s: number) => (probeWorst[s] ?? 0) > 50;
+  const slow = bySecond.flatMap((p95, s) => (p95 > 50 ? [s] : []));
+  process.stdout.write(`slow seconds  ${slow.length} of ${bySecond.length} had an API p95 over 50 ms; a probe flush took over 50 ms in ${slow.filter(stalled).length} of them\n`);
+  const calm = r.latencyMs.filter((_, i) => !stalled(Math.floor(r.atS[i]!))).sort((a, b) => a - b);
+  const excluded = bySecond.filter((_, s) => stalled(s)).length;
+  if (calm.length === 0) return;
+  const p95 = calm[Math.ceil(0.95 * calm.length) - 1]!;
+  process.stdout.write(`disk calm     p95 ${p95.toFixed(1)} ms over the ${calm.length} requests sent in the ${bySecond.length - excluded} seconds without a probe flush over 50 ms\n`);
+}
+
+/**
  * What happened behind the 202s: the API only stores leads (the intake outbox);
  * its dispatcher starts them in Temporal at the pace Temporal takes them.
  */
@@ -444,7 +534,7 @@ async function startStack(o: { redis: boolean; verbose: boolean; apiOnly: boolea
   const { key } = await ensureDevApiKey(pool, dataDir).finally(() => pool.end());
   await awaitPipeline(info.apiUrl, key, info.databaseUrl);
   log(`stack up: API ${info.apiUrl}`);
-  return { url: info.apiUrl, key, databaseUrl: info.databaseUrl };
+  return { url: info.apiUrl, key, databaseUrl: info.databaseUrl, dataDir };
 }
 
 /** Temporal, PostgreSQL and the API process, without worker or sandbox: what starting a workflow costs on its own. */
@@ -473,7 +563,7 @@ async function startApiOnly(env: NodeJS.ProcessEnv, dataDir: string, o: { verbos
   const pool = createPool(db.url, 1);
   const { key } = await ensureDevApiKey(pool, dataDir).finally(() => pool.end());
   log(`stack up: API ${url}`);
-  return { url, key, databaseUrl: db.url };
+  return { url, key, databaseUrl: db.url, dataDir };
 }
 
 async function startRedis(): Promise<{ url: string; stop: () => Promise<void> }> {
