@@ -2,7 +2,7 @@ import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Client, Connection, type WorkflowClientInterceptor } from '@temporalio/client';
 import { IntakeDispatcher, type IntakeDispatcherOptions } from '../../api/intake-dispatcher.js';
-import { storeSubmissions, type QueuedSubmission } from '../../api/intake-outbox.js';
+import { storeSubmissions, SubmissionSignal, type QueuedSubmission } from '../../api/intake-outbox.js';
 import { writeReadModel } from '../../activities/prospects-store.js';
 import { loadConfig, type Config } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
@@ -228,6 +228,43 @@ describe('intake outbox and dispatcher', () => {
     await expect.poll(async () => (await dispatched()).length, { timeout: 10_000 }).toBe(4);
     await db.pool.query(`UPDATE prospects SET stage = 'SCREENING' WHERE id = ANY($1::text[])`, [(await dispatched()).map((r) => r.workflow_id)]);
     await expect.poll(async () => (await dispatched()).length, { timeout: 10_000 }).toBe(5);
+  });
+
+  it('yields to slow submissions at once, keeps starting at its floor, and speeds up again once they are fast', async () => {
+    const signal = new SubmissionSignal(db.pool);
+    const dispatcher = new IntakeDispatcher({ pool: db.pool, temporal: temporal.client, log, signal }, { ...fast, minStartsPerSecond: 2 });
+    cleanups.push(() => dispatcher.close());
+    dispatcher.start();
+    const store = async (n: number) => {
+      const rows = Array.from({ length: n }, (): QueuedSubmission => {
+        const lead = uniqueLead();
+        const id = crypto.randomUUID();
+        return { id, workflowId: `prospect-${lead.email}`, domain: lead.email.split('@')[1]!, keyId: null, taskQueue, input: { lead, mode: 'draft_only', requestedBy: 'test', submissionId: id } };
+      });
+      await storeSubmissions(db.pool, rows);
+      signal.submitted();
+      return rows.map((r) => r.id);
+    };
+    const dispatched = async (ids: string[]) => (await outbox(ids)).filter((r) => r.dispatched_at).length;
+
+    // Quiet: no limit, 30 start at once (before the fix these left a debt that blocked later starts).
+    const quiet = await store(30);
+    await expect.poll(() => dispatched(quiet), { timeout: 15_000 }).toBe(30);
+
+    // A burst of slow submissions (p95 100 ms, well over yieldAboveMs): the start rate drops to 2/s.
+    const slow = setInterval(() => Array.from({ length: 25 }, () => signal.submitted(100)), 200);
+    cleanups.push(async () => clearInterval(slow));
+    signal.submitted(100);
+    await new Promise((r) => setTimeout(r, 600)); // the dispatcher looks every 250 ms
+    const during = await store(12);
+    await new Promise((r) => setTimeout(r, 2_500));
+    const startedDuring = await dispatched(during);
+    expect(startedDuring).toBeGreaterThanOrEqual(2);
+    expect(startedDuring).toBeLessThanOrEqual(8);
+
+    // Fast again: the rate grows back and the rest start.
+    clearInterval(slow);
+    await expect.poll(() => dispatched(during), { timeout: 15_000 }).toBe(12);
   });
 
   it('a lead for a person whose intake ended starts a new intake; a late write of the old one cannot take the row back', async () => {
