@@ -32,6 +32,11 @@ import { findTemporalCli, startTemporalDevServer } from '../infra/temporal-dev.j
  * counted from that scheduled moment (no coordinated omission).
  * Target (SPEC): p95 < 50 ms, no 5xx. `--check` exits 1 when missed.
  *
+ * Each 202 waits for the lead's durable commit, so the tail follows the disk's
+ * flushes. A probe beside the stack's data (4 KiB + fdatasync every 20 ms)
+ * runs during the measurement; the report says how many of the API's slow
+ * seconds had a stalled probe flush, and the p95 of the seconds without one.
+ *
  * The full stack is measured at work: the load starts once a first lead went
  * through to its draft (the worker has bundled its workflows and polls), with
  * the clock-aligned harvest schedule off. The API stores each lead in the
