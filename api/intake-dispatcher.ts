@@ -254,7 +254,11 @@ export class IntakeDispatcher {
     const { count, p95 } = this.signal.recentLatency();
     this.checkedAt = now;
     if (count >= 20 && p95 > this.options.yieldAboveMs) {
-      if (!Number.isFinite(this.rate)) this.tokens = 0;
+      if (!Number.isFinite(this.rate)) {
+        // Starts while unlimited drew no tokens: the bucket begins empty now, not in debt.
+        this.tokens = 0;
+        this.refilledAt = now;
+      }
       this.rate = this.options.minStartsPerSecond;
       this.grewAt = now;
     } else if (Number.isFinite(this.rate) && now - this.grewAt >= 1_000) {
