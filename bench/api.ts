@@ -26,6 +26,7 @@ import { findTemporalCli, startTemporalDevServer } from '../infra/temporal-dev.j
  *   npx tsx bench/api.ts --stack api        # diagnosis: Temporal + PostgreSQL + API only (no worker
  *                                           # executing the intakes), to tell API cost from cluster load
  *   npx tsx bench/api.ts --timeline         # also p95 per second (stalls: WAL flushes, CPU)
+ *   npx tsx bench/api.ts --disk-probe 40    # only the disk probe, 40 s, nothing else running
  *
  * The load generator is a separate process and open-loop: request i is sent at
  * start + i/rate whether or not earlier ones have answered, and its latency is
@@ -182,8 +183,10 @@ async function orchestrate() {
       check: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       timeline: { type: 'boolean', default: false },
+      'disk-probe': { type: 'string' },
     },
   });
+  if (values['disk-probe'] !== undefined) return probeDiskOnly(values['disk-probe']);
   const rate = Number(values.rate);
   const durationS = Number(values.duration);
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -416,6 +419,22 @@ async function diskFlushProbe(dir: string): Promise<DiskFlushProbe> {
       rmSync(filePath, { force: true });
     },
   };
+}
+
+/** The disk probe alone (no stack): does this machine's disk stall on its own? */
+async function probeDiskOnly(text: string): Promise<void> {
+  const seconds = Number(text);
+  if (!(seconds > 0)) {
+    log(`--disk-probe: expected a number of seconds, got "${text}"`);
+    process.exit(2);
+  }
+  const probe = await diskFlushProbe(os.tmpdir());
+  log(`disk probe alone for ${seconds} s in ${os.tmpdir()} …`);
+  probe.start();
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  probe.stop();
+  probe.report(true);
+  await probe.close();
 }
 
 /**
