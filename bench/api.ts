@@ -258,10 +258,7 @@ async function orchestrate() {
 }
 
 function report(r: GeneratorResult, rate: number, timeline: boolean): boolean {
-  const pct = (list: number[], p: number) => {
-    const sorted = [...list].sort((a, b) => a - b);
-    return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]! : NaN;
-  };
+  const pct = (list: number[], p: number) => percentile(list, p / 100);
   const f = (n: number) => `${n.toFixed(1)} ms`;
   const p95 = pct(r.latencyMs, 95);
   const ok = p95 < 50 && r.serverErrors === 0 && r.networkErrors === 0;
@@ -404,8 +401,8 @@ async function diskFlushProbe(dir: string): Promise<DiskFlushProbe> {
     stop,
     report(timeline) {
       if (samples.length === 0) return [];
-      const ms = samples.map((s) => s.ms).sort((a, b) => a - b);
-      const at = (p: number) => ms[Math.min(ms.length - 1, Math.ceil(p * ms.length) - 1)]!.toFixed(1);
+      const ms = samples.map((s) => s.ms);
+      const at = (q: number) => percentile(ms, q).toFixed(1);
       const over = samples.filter((s) => s.ms > 100).length;
       process.stdout.write(`disk flushes  p50 ${at(0.5)} ms   p99 ${at(0.99)} ms   max ${at(1)} ms   (probe: 4 KiB + fdatasync every 20 ms; ${over} of ${ms.length} over 100 ms)\n`);
       const worst: number[] = [];
@@ -449,11 +446,10 @@ function reportAgainstDisk(r: GeneratorResult, probeWorst: number[]): void {
   const stalled = (s: number) => (probeWorst[s] ?? 0) > 50;
   const slow = bySecond.flatMap((p95, s) => (p95 > 50 ? [s] : []));
   process.stdout.write(`slow seconds  ${slow.length} of ${bySecond.length} had an API p95 over 50 ms; a probe flush took over 50 ms in ${slow.filter(stalled).length} of them\n`);
-  const calm = r.latencyMs.filter((_, i) => !stalled(Math.floor(r.atS[i]!))).sort((a, b) => a - b);
+  const calm = r.latencyMs.filter((_, i) => !stalled(Math.floor(r.atS[i]!)));
   const excluded = bySecond.filter((_, s) => stalled(s)).length;
   if (calm.length === 0) return;
-  const p95 = calm[Math.ceil(0.95 * calm.length) - 1]!;
-  process.stdout.write(`disk calm     p95 ${p95.toFixed(1)} ms over the ${calm.length} requests sent in the ${bySecond.length - excluded} seconds without a probe flush over 50 ms\n`);
+  process.stdout.write(`disk calm     p95 ${percentile(calm, 0.95).toFixed(1)} ms over the ${calm.length} requests sent in the ${bySecond.length - excluded} seconds without a probe flush over 50 ms\n`);
 }
 
 /**
@@ -486,10 +482,14 @@ async function reportOutbox(databaseUrl: string, elapsedS: number): Promise<void
 function windows(r: GeneratorResult, seconds: number): number[] {
   const slices: number[][] = [];
   r.latencyMs.forEach((ms, i) => (slices[Math.floor(r.atS[i]! / seconds)] ??= []).push(ms));
-  return slices.filter(Boolean).map((list) => {
-    const sorted = list.sort((a, b) => a - b);
-    return sorted[Math.ceil(0.95 * sorted.length) - 1]!;
-  });
+  return slices.filter(Boolean).map((list) => percentile(list, 0.95));
+}
+
+/** The nearest-rank percentile (q in 0–1) of `values` (not modified); NaN when there are none. */
+function percentile(values: number[], q: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 }
 
 async function findRoute(url: string, operationId: string): Promise<{ method: string; path: string; operationId: string }> {

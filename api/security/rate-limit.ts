@@ -139,4 +139,3 @@ export class RateLimits {
     return res.rowCount ?? 0;
   }
 }
-

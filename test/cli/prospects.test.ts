@@ -41,7 +41,6 @@ describe('prospector prospects CLI', () => {
     await db?.drop();
   });
 
-
   it('submit, list, show, edit, approve (stale refused), reject', async () => {
     const lead = uniqueLead();
     const submitted = await cli('prospects', 'submit', lead.email, '--name', 'Kim Park', '--company', lead.company!, '--notes', 'Looking at tools', '--json', '--wait');

@@ -13,7 +13,6 @@ let scratch: ReturnType<typeof scratchDir>;
 let dir: string;
 const saved = { DATABASE_URL: process.env.DATABASE_URL, DATA_DIR: process.env.DATA_DIR, SNAPSHOT_DIR: process.env.SNAPSHOT_DIR };
 
-
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const onDisk = () => readdirSync(dir).filter((n) => !n.startsWith('.')).sort();

@@ -46,8 +46,10 @@ export async function testSandbox(): Promise<{ sandbox: Sandbox; client: Sandbox
 }
 
 let runtimeInstalled = false;
-/** SDK logs at WARN in tests: state changes of every test worker are noise. */
-/** Installs the Temporal runtime once per test process with a quieter logger ('ERROR' where retried failures are expected). */
+/**
+ * Installs the Temporal runtime once per test process with a quieter logger: SDK logs at WARN
+ * (state changes of every test worker are noise), or 'ERROR' where retried failures are expected.
+ */
 export function quietTemporalRuntime(level: 'WARN' | 'ERROR' = 'WARN'): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
