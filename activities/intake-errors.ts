@@ -75,6 +75,15 @@ export function statusOf(provider: Provider, err: unknown): number | undefined {
   return describe(provider, err).status;
 }
 
+/** The running activity's cancellation signal (cancelled, timed out, worker shutting down); undefined outside an activity. */
+export function activitySignal(): AbortSignal | undefined {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Heartbeats while `fn` runs, so a worker killed mid-call is noticed after the
  * heartbeat timeout instead of the whole start-to-close timeout. Outside an

@@ -1,15 +1,22 @@
 import type { ActivityDeps } from './index.js';
-import type { Decision, Fact, SendMode, Slot, Stage } from '../lib/prospect.js';
-import { draftMessageId, effectKey } from '../lib/prospect.js';
+import type { Decision, Fact, Refusal, SendMode, Slot, Stage } from '../lib/prospect.js';
+import { effectKey } from '../lib/prospect.js';
+import { authoriseDecision, type DecisionRequest, type DecisionSubject, type Verdict } from '../lib/approval-policy.js';
+import { contentOfDraft, draftHash, fieldHashes } from '../lib/approval-content.js';
+import { editDraft, type DraftEdit } from '../lib/domain/draft.js';
+import { effectiveSendMode, sendRefusal } from '../lib/send-policy.js';
+import { appendAuditBatch } from '../lib/store/audit.js';
+import { markSent, recordApproval, sendState, type SendState } from '../lib/store/sends.js';
 import { createGmail, createCalendar, createGoogleAuth, type Calendar, type Gmail } from './google.js';
 import { createHubspot } from './hubspot.js';
 import { createOpenAI } from './openai.js';
 import { proposeSlots } from './calendar-slots.js';
 import { createCrmRecords, type CrmRecords, type LeadForCrm, type ResolvedCrm } from './crm-records.js';
-import { checkGuards, withOptOut, writeEmail, type WriteOutcome, type WriterContext } from './email-writer.js';
-import { contentHash, createGmailDrafts, type DraftContent, type DraftRef, type EmailContext, type GmailDrafts } from './gmail-drafts.js';
+import { writeEmail, type WriteOutcome, type WriterContext } from './email-writer.js';
+import { createGmailDrafts, type DraftContent, type DraftRef, type EmailContext, type GmailDrafts, type SendOutcome } from './gmail-drafts.js';
 import { withHeartbeat } from './intake-errors.js';
-import { appendIntakeAudit, commitStep, readSettings, writeReadModel, type AuditEntry, type ProgressStamp, type ReadModelPatch } from './prospects-store.js';
+import { appendIntakeAudit, commitStep, intakeAuditEvent, readSettings, writeReadModel, type AuditEntry, type ProgressStamp, type ReadModelPatch } from './prospects-store.js';
+import { ApplicationFailure } from '@temporalio/common';
 import { inTransaction } from '../lib/db.js';
 import { recordFinalStage, screenLead, type ScreenInput, type ScreenResult, type ScreenedLead } from './screening.js';
 
@@ -121,14 +128,26 @@ export function createIntakeActivities(deps: ActivityDeps) {
   let openai: ReturnType<typeof createOpenAI> | undefined;
   const llm = () => (openai ??= createOpenAI(config.providers.openai, { timeoutMs: 45_000 }));
 
+  async function recordSentStep(stamp: ProgressStamp, s: { gmailMessageId: string; alreadySent: boolean; version: number; messageId: string }) {
+    await commitStep(
+      pool,
+      stamp,
+      { kind: 'step', action: 'send', outcome: s.alreadySent ? 'found_sent' : 'sent', details: { version: s.version, messageId: s.messageId, gmailMessageId: s.gmailMessageId } },
+      { data: { sent: { gmailMessageId: s.gmailMessageId, version: s.version, at: new Date().toISOString() } } },
+    );
+  }
+
   return {
     /** Step 1: normalise, suppression list, re-contact window, caps, pause. */
     async intakeScreen(stamp: ProgressStamp, input: ScreenInput & { sender?: string; mode?: SendMode; approvalTimeoutMs?: number }): Promise<ScreenResult> {
-      return screenLead(pool, stamp, input, {
+      // The deployment decides whether this intake may send; its input can only narrow that.
+      const { mode, narrowed } = effectiveSendMode(config, input.mode);
+      const result = await screenLead(pool, { ...stamp, mode }, input, {
         sender: input.sender ?? config.outreach.senderEmail,
-        mode: input.mode ?? config.outreach.sendMode,
+        mode,
         approvalTimeoutMs: input.approvalTimeoutMs ?? config.outreach.approvalTimeoutMs,
       });
+      return { ...result, effectiveMode: mode, ...(narrowed ? { modeNarrowed: true } : {}) };
     },
 
     /** Step 2: the HubSpot contact (created when missing), company, association, owner; and who the sender is. */
@@ -253,25 +272,68 @@ export function createIntakeActivities(deps: ActivityDeps) {
       });
     },
 
-    /** The approval of one draft version, recorded where the send step will look for it. */
+    /**
+     * Judges the decisions the gate has screened, in one call for a batch:
+     * signature, content and registry (lib/approval-policy.ts). Records
+     * nothing; the gate records what it does with each verdict.
+     */
+    async intakeAuthorise(_stamp: ProgressStamp, input: { subject: DecisionSubject; requests: DecisionRequest[] }): Promise<Verdict[]> {
+      const now = Date.now();
+      const verdicts: Verdict[] = [];
+      for (const request of input.requests) verdicts.push(await authoriseDecision(pool, config.approvals, request, input.subject, now));
+      return verdicts;
+    },
+
+    /** Refused signals, in one statement: an audit row each, numbered from `first` across the intake. */
+    async intakeRecordRefusals(stamp: ProgressStamp, input: { refusals: Refusal[]; first: number }): Promise<void> {
+      await appendAuditBatch(
+        pool,
+        input.refusals.map((r, i) =>
+          intakeAuditEvent(stamp, {
+            key: `refusal:${input.first + i}`,
+            kind: 'signal',
+            action: r.signal,
+            outcome: 'refused',
+            actor: r.by,
+            details: { version: r.version ?? null, currentVersion: stamp.draftVersion || null, reason: r.reason, requestId: r.requestId ?? null, receivedAt: r.at },
+          }),
+        ),
+      );
+    },
+
+    /** The approval of one draft version and its exact content, recorded where the send step will look for it. */
     async intakeRecordApproval(
       stamp: ProgressStamp,
-      input: { version: number; approver: string; reason?: string; requestId?: string; messageId: string; subject: string; body: string },
+      input: { draft: DraftContent; approver: string; contentHash: string; reason?: string; requestId?: string; signed?: boolean; keyId?: string },
     ): Promise<void> {
+      const content = contentOfDraft(input.draft);
+      if (draftHash(input.draft) !== input.contentHash) {
+        throw ApplicationFailure.nonRetryable('The draft to record differs from the content that was authorised', 'NotApproved');
+      }
+      const d = input.draft;
       await inTransaction(pool, async (db) => {
-        await db.query(
-          `INSERT INTO intake_approvals (intake_key, version, workflow_id, run_id, approver, reason, message_id, content_hash, request_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (intake_key, version) DO NOTHING`,
-          [stamp.intakeKey, input.version, stamp.workflowId, stamp.runId, input.approver, input.reason ?? null, input.messageId, contentHash(input.subject, input.body), input.requestId ?? null],
-        );
+        await recordApproval(db, {
+          intakeKey: stamp.intakeKey,
+          version: d.version,
+          workflowId: stamp.workflowId,
+          runId: stamp.runId,
+          approver: input.approver,
+          reason: input.reason,
+          messageId: d.messageId,
+          contentHash: input.contentHash,
+          fieldHashes: fieldHashes(content),
+          requestId: input.requestId,
+          signed: input.signed ?? false,
+          keyId: input.keyId,
+        });
         await appendIntakeAudit(db, stamp, {
           kind: 'decision',
           action: 'approve',
           outcome: 'approved',
           actor: input.approver,
-          details: { version: input.version, messageId: input.messageId, reason: input.reason ?? null, requestId: input.requestId ?? null },
+          details: { version: d.version, messageId: d.messageId, contentHash: input.contentHash, signed: input.signed ?? false, keyId: input.keyId ?? null, reason: input.reason ?? null, requestId: input.requestId ?? null },
         });
-        await writeReadModel(db, stamp, { data: { decision: { outcome: 'approved', by: input.approver, version: input.version, reason: input.reason } } });
+        await writeReadModel(db, stamp, { data: { decision: { outcome: 'approved', by: input.approver, version: d.version, reason: input.reason } } });
       });
     },
 
@@ -280,32 +342,53 @@ export function createIntakeActivities(deps: ActivityDeps) {
       stamp: ProgressStamp,
       input: { draftId: string; base: DraftContent; subject?: string; body?: string; editor: string; requestId?: string; factsUsed: string[] },
     ): Promise<{ applied: true; draft: DraftContent; ref: DraftRef } | { applied: false; problems: string[] }> {
-      const subject = (input.subject ?? input.base.subject).trim();
-      const body = withOptOut(input.body ?? input.base.body);
-      const problems = checkGuards({ subject, body });
-      if (problems.length) return { applied: false, problems };
-      const version = input.base.version + 1;
-      const draft: DraftContent = { ...input.base, subject, body, version, messageId: draftMessageId(stamp.intakeKey, version, input.base.from.address) };
+      const edit: DraftEdit = { ...(input.subject !== undefined ? { subject: input.subject } : {}), ...(input.body !== undefined ? { body: input.body } : {}) };
+      const edited = editDraft(input.base, edit);
+      if (!edited.ok) return { applied: false, problems: edited.problems };
+      const draft = edited.draft;
       const ref = await withHeartbeat(() => gmailDrafts().reviseDraft(input.draftId, draft));
       await commitStep(
         pool,
-        { ...stamp, draftVersion: version },
-        { key: `edit:v${version}`, kind: 'signal', action: 'edit', outcome: 'applied', actor: input.editor, details: { version, messageId: draft.messageId, requestId: input.requestId ?? null } },
-        { subject, data: { draft: { ...draftView(draft, ref, input.factsUsed), editedBy: input.editor } } },
+        { ...stamp, draftVersion: draft.version },
+        { key: `edit:v${draft.version}`, kind: 'signal', action: 'edit', outcome: 'applied', actor: input.editor, details: { version: draft.version, messageId: draft.messageId, contentHash: ref.contentHash, requestId: input.requestId ?? null } },
+        { subject: draft.subject, data: { draft: { ...draftView(draft, ref, input.factsUsed), editedBy: input.editor } } },
       );
       return { applied: true, draft, ref };
     },
 
-    /** send_on_approval: the only activity that sends. It re-checks the recorded approval itself. */
-    async intakeSendDraft(stamp: ProgressStamp, input: { version: number; draftId: string; messageId: string }): Promise<{ gmailMessageId: string; alreadySent: boolean }> {
-      const sent = await withHeartbeat(() => gmailDrafts().sendApprovedDraft({ intakeKey: stamp.intakeKey, ...input }));
-      await commitStep(
-        pool,
-        stamp,
-        { kind: 'step', action: 'send', outcome: sent.alreadySent ? 'found_sent' : 'sent', details: { version: input.version, messageId: input.messageId, gmailMessageId: sent.gmailMessageId } },
-        { data: { sent: { gmailMessageId: sent.gmailMessageId, version: input.version, at: new Date().toISOString() } } },
+    /**
+     * send_on_approval: the only activity that sends. It refuses on a
+     * deployment that does not send, and otherwise sends only the approved
+     * content under the intake's exclusive send claim (gmail-drafts.ts).
+     */
+    async intakeSendDraft(stamp: ProgressStamp, input: { version: number; draftId: string; messageId: string; contentHash?: string }): Promise<SendOutcome> {
+      const refused = sendRefusal(config);
+      if (refused) throw ApplicationFailure.nonRetryable(`Not sending: ${refused}`, 'SendingDisabled');
+      if (!input.contentHash) throw ApplicationFailure.nonRetryable('No approved content hash was given; not sending', 'NotApproved');
+      const sent = await withHeartbeat(() =>
+        gmailDrafts().sendApprovedDraft(
+          { intakeKey: stamp.intakeKey, version: input.version, draftId: input.draftId, messageId: input.messageId, contentHash: input.contentHash! },
+          { lookupPatienceMs: config.outreach.sendLookupPatienceMs },
+        ),
       );
-      return sent;
+      if (!sent.recorded) return sent;
+      try {
+        await recordSentStep(stamp, { ...sent, version: input.version, messageId: input.messageId });
+        return sent;
+      } catch {
+        return { ...sent, recorded: false };
+      }
+    },
+
+    /** A send Gmail confirmed while PostgreSQL was away: recorded once the database answers. */
+    async intakeRecordSent(stamp: ProgressStamp, input: { gmailMessageId: string; alreadySent: boolean; version: number; messageId: string }): Promise<void> {
+      await markSent(pool, stamp.intakeKey, input.gmailMessageId);
+      await recordSentStep(stamp, input);
+    },
+
+    /** Where the intake's send stands; only 'none' and 'claimed' prove nothing was sent. */
+    async intakeSendState(stamp: ProgressStamp): Promise<SendState> {
+      return sendState(pool, stamp.intakeKey);
     },
 
     /** After the decision: draft removed when rejected/expired, task closed, a decision note, the end state. */
@@ -385,16 +468,21 @@ export function createIntakeActivities(deps: ActivityDeps) {
   };
 }
 
-function draftView(d: DraftContent, ref: DraftRef, factsUsed: string[]) {
+/** The draft as the read model and the status query show it: enough to approve it (and sign that approval). */
+export function draftView(d: DraftContent, ref: Pick<DraftRef, 'draftId' | 'threadId' | 'contentHash'> | undefined, factsUsed: string[]) {
   return {
     version: d.version,
     subject: d.subject,
     body: d.body,
-    draftId: ref.draftId,
+    draftId: ref?.draftId,
     messageId: d.messageId,
-    threadId: ref.threadId || d.reply?.threadId,
+    threadId: ref?.threadId || d.reply?.threadId,
     replying: Boolean(d.reply),
     factsUsed,
+    to: d.to,
+    from: d.from,
+    ...(d.reply ? { reply: d.reply } : {}),
+    contentHash: ref?.contentHash ?? draftHash(d),
   };
 }
 

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { inTransaction, type Pool } from '../lib/db.js';
 import type { ApprovalStateValue, SendMode, Stage } from '../lib/prospect.js';
+import { appendAudit, type AuditEvent } from '../lib/store/audit.js';
 
 /**
  * PostgreSQL side of the intake: the prospects read model, the audit trail,
@@ -48,33 +49,37 @@ export interface AuditEntry {
 
 type Queryable = Pool | pg.PoolClient;
 
-/** Audit key of one event of one intake: retries of the same step write the same row once. */
-export function auditKey(stamp: Pick<ProgressStamp, 'intakeKey' | 'seq'>, key: string): string {
-  return `${stamp.intakeKey}:${stamp.seq}:${key}`;
+/**
+ * Audit key of one event of one run: retries of the same step write the same
+ * row once. The run id (not the intake key) keeps a reset run's rows apart
+ * from the rows of the run it replaced.
+ */
+export function auditKey(stamp: Pick<ProgressStamp, 'runId' | 'seq'>, key: string): string {
+  return `${stamp.runId}:${stamp.seq}:${key}`;
 }
 
 export async function appendIntakeAudit(db: Queryable, stamp: ProgressStamp, entry: AuditEntry): Promise<void> {
-  await db.query(
-    `INSERT INTO audit_events (event_key, workflow_id, run_id, actor, kind, action, outcome, details)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-     ON CONFLICT (event_key) DO NOTHING`,
-    [
-      auditKey(stamp, entry.key ?? entry.action),
-      stamp.workflowId,
-      stamp.runId,
-      entry.actor ?? 'prospector',
-      entry.kind,
-      entry.action,
-      entry.outcome,
-      { intakeKey: stamp.intakeKey, stage: stamp.stage, ...(entry.details ?? {}) },
-    ],
-  );
+  await appendAudit(db, intakeAuditEvent(stamp, entry));
+}
+
+export function intakeAuditEvent(stamp: ProgressStamp, entry: AuditEntry): AuditEvent {
+  return {
+    eventKey: auditKey(stamp, entry.key ?? entry.action),
+    workflowId: stamp.workflowId,
+    runId: stamp.runId,
+    actor: entry.actor ?? 'prospector',
+    kind: entry.kind,
+    action: entry.action,
+    outcome: entry.outcome,
+    details: { intakeKey: stamp.intakeKey, stage: stamp.stage, ...(entry.details ?? {}) },
+  };
 }
 
 /**
- * Upserts the read model row of this person. The same intake merges (only a
- * step at least as late as the stored one wins); a different intake replaces
- * the row only when it started later.
+ * Upserts the read model row of this person. The same run merges (only a step
+ * at least as late as the stored one wins); a later run of the same intake
+ * (continued-as-new, or a reset) takes over from an earlier one; a different
+ * intake replaces the row only when it started later.
  */
 export async function writeReadModel(db: Queryable, stamp: ProgressStamp, patch: ReadModelPatch = {}): Promise<void> {
   const values = [
@@ -124,7 +129,8 @@ export async function writeReadModel(db: Queryable, stamp: ProgressStamp, patch:
        approval_deadline = CASE WHEN p.intake_key = EXCLUDED.intake_key THEN COALESCE(EXCLUDED.approval_deadline, p.approval_deadline) ELSE EXCLUDED.approval_deadline END,
        state_seq = EXCLUDED.state_seq,
        updated_at = now()
-     WHERE (p.intake_key = EXCLUDED.intake_key AND p.state_seq <= EXCLUDED.state_seq)
+     WHERE (p.intake_key = EXCLUDED.intake_key AND p.run_id = EXCLUDED.run_id AND p.state_seq <= EXCLUDED.state_seq)
+        OR (p.intake_key = EXCLUDED.intake_key AND p.run_id IS DISTINCT FROM EXCLUDED.run_id AND p.run_started_at <= EXCLUDED.run_started_at)
         OR (p.intake_key IS DISTINCT FROM EXCLUDED.intake_key AND (p.run_started_at IS NULL OR p.run_started_at <= EXCLUDED.run_started_at))`,
     values,
   );
@@ -151,14 +157,27 @@ export async function findEffect(db: Queryable, key: string): Promise<EffectRow 
   return rows[0];
 }
 
-/** Records the provider id of an effect; the first id recorded for a key stays (a second create must never win). */
-export async function recordEffect(db: Queryable, intakeKey: string, key: string, kind: string, externalId: string, data: Record<string, unknown> = {}): Promise<EffectRow> {
+/**
+ * Records the provider id of an effect. The first id recorded for a key stays
+ * (a second create must never win), unless `replace` says the recorded object
+ * is gone from the provider and this one stands in for it.
+ */
+export async function recordEffect(
+  db: Queryable,
+  intakeKey: string,
+  key: string,
+  kind: string,
+  externalId: string,
+  data: Record<string, unknown> = {},
+  options: { replace?: boolean } = {},
+): Promise<EffectRow> {
   const { rows } = await db.query<EffectRow>(
     `INSERT INTO intake_effects (effect_key, intake_key, kind, external_id, data)
      VALUES ($1, $2, $3, $4, $5)
-     ON CONFLICT (effect_key) DO UPDATE SET data = intake_effects.data || EXCLUDED.data, updated_at = now()
+     ON CONFLICT (effect_key) DO UPDATE SET data = intake_effects.data || EXCLUDED.data, updated_at = now(),
+       external_id = CASE WHEN $6 THEN EXCLUDED.external_id ELSE intake_effects.external_id END
      RETURNING effect_key, external_id, data`,
-    [key, intakeKey, kind, externalId, data],
+    [key, intakeKey, kind, externalId, data, options.replace ?? false],
   );
   return rows[0]!;
 }

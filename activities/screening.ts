@@ -25,7 +25,13 @@ export interface IntakeDefaults {
   approvalTimeoutMs: number;
 }
 
-export type ScreenResult = { defaults: IntakeDefaults } & (
+export type ScreenResult = {
+  defaults: IntakeDefaults;
+  /** The mode this intake runs in, as the deployment resolved it (lib/send-policy.ts). */
+  effectiveMode?: SendMode;
+  /** The start asked for send_on_approval and the deployment does not send. */
+  modeNarrowed?: boolean;
+} & (
   | { accepted: true; lead: ScreenedLead }
   | { accepted: false; reason: SkipReason; detail: string; lead?: ScreenedLead }
 );

@@ -1,4 +1,5 @@
 import type { Pool } from '../lib/db.js';
+import { appendAudit } from '../lib/store/audit.js';
 
 /** One line of the audit trail: who did what to which workflow, and how it ended. */
 export interface AuditEvent {
@@ -20,12 +21,7 @@ export interface AuditStore {
 export function createAuditStore(pool: Pool): AuditStore {
   return {
     async appendAudit(event) {
-      await pool.query(
-        `INSERT INTO audit_events (event_key, workflow_id, run_id, actor, kind, action, outcome, details)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (event_key) DO NOTHING`,
-        [event.eventKey ?? null, event.workflowId ?? null, event.runId ?? null, event.actor, event.kind, event.action, event.outcome, event.details ?? {}],
-      );
+      await appendAudit(pool, event);
     },
   };
 }

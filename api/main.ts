@@ -4,7 +4,7 @@ import { loadConfigOrExit } from '../lib/config.js';
 import { resolveDatabaseUrl } from '../lib/database-url.js';
 import { createPool, migrate } from '../lib/db.js';
 import { createLogger } from '../lib/logger.js';
-import { tlsOptions } from '../lib/temporal.js';
+import { tlsOptions, warnIfInsecure } from '../lib/temporal.js';
 import { reportReady } from '../lib/ready.js';
 import { buildApi } from './server.js';
 
@@ -12,6 +12,7 @@ import { buildApi } from './server.js';
 // connection); /readyz says what is missing.
 const config = await loadConfigOrExit();
 const log = createLogger({ name: 'api', level: config.logLevel });
+warnIfInsecure(config, log);
 const databaseUrl = resolveDatabaseUrl(config);
 await migrate(databaseUrl, log);
 const pool = createPool(databaseUrl, config.database.poolMax);

@@ -9,6 +9,7 @@ import { startEmbeddedPostgres, type EmbeddedDb } from '../infra/postgres-dev.js
 import { findTemporalCli, startTemporalDevServer, type DevServer } from '../infra/temporal-dev.js';
 import { loadConfig } from '../lib/config.js';
 import { createPool, migrate, type Pool } from '../lib/db.js';
+import { putApprover } from '../lib/store/approvers.js';
 import { SandboxClient } from '../sandbox/client.js';
 import { allProviders } from '../sandbox/providers/index.js';
 import { startSandbox, type Sandbox } from '../sandbox/server.js';
@@ -51,6 +52,8 @@ const FAULT_RATE = Number(args['fault-rate']);
 const KILLS = Number(args.kills);
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
+/** Whom the bench's API key acts for: a registered approver, as every decision needs. */
+const BENCH_APPROVER = 'bench@prospector.example';
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 interface Stack {
@@ -92,10 +95,12 @@ async function startStack(): Promise<Stack> {
   const sbx = new SandboxClient(sandbox.url);
   const connection = await Connection.connect({ address });
   const temporal = new Client({ connection });
-  const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url, DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent' } });
+  // A deployment that sends on approval (the API refuses send_on_approval submissions otherwise).
+  const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url, DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', SEND_MODE: 'send_on_approval' } });
   const taskQueue = `bench-intake-${process.pid}`;
   const api = await startProspectsApi({ config, pool, temporal, taskQueue });
-  const key = await api.key(['admin']);
+  const key = await api.key(['admin'], BENCH_APPROVER);
+  await putApprover(pool, { identity: BENCH_APPROVER, name: 'bench/intake.ts' }, 'bench');
   log(`stack up in ${seconds(performance.now() - started)} (Temporal ${address}${dev ? ' dev server' : ''}, PostgreSQL${pg ? ' embedded' : ''}, sandbox ${sandbox.url})`);
   const workers: ChildWorker[] = [];
   return {
@@ -206,7 +211,7 @@ async function round(stack: Stack, name: string, chaos: boolean): Promise<RoundR
   log(`  all AWAITING_APPROVAL ${seconds(toAwaitingMs)} after submitting; sandbox: ${JSON.stringify(atAwaiting)}`);
 
   const t1 = performance.now();
-  const approvals = await Promise.all(ids.map((id) => stack.api.call('POST', `/v1/prospects/${encodeURIComponent(id)}/approve`, { key: stack.key, body: { version: 1, approver: 'bench' } })));
+  const approvals = await Promise.all(ids.map((id) => stack.api.call('POST', `/v1/prospects/${encodeURIComponent(id)}/approve`, { key: stack.key, body: { version: 1 } })));
   const approveMs = performance.now() - t1;
   const refused = approvals.filter((a) => a.status !== 202);
   if (refused.length) throw new Error(`${refused.length} approvals refused: ${JSON.stringify(refused[0]!.body)}`);

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../lib/config.js';
 import { CliContext, CliError } from './context.js';
+import * as approvers from './commands/approvers.js';
 import * as data from './commands/data.js';
 import * as doctor from './commands/doctor.js';
 import * as harvest from './commands/harvest.js';
@@ -15,7 +16,7 @@ export function buildProgram(ctx: CliContext): Command {
     .version(process.env.npm_package_version ?? '0.1.0')
     .showHelpAfterError()
     .exitOverride();
-  for (const mod of [doctor, prospects, harvest, signals, data, keys]) mod.register(program, ctx);
+  for (const mod of [doctor, prospects, approvers, harvest, signals, data, keys]) mod.register(program, ctx);
   return program;
 }
 

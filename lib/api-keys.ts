@@ -5,6 +5,7 @@ import type pg from 'pg';
 import { SCOPES, type Scope } from '../api/route.js';
 import { inTransaction, type Pool } from './db.js';
 import { loadSecurityConfig, parseRateLimit, type SecurityConfig } from './security-config.js';
+import { identitySchema, putApprover } from './store/approvers.js';
 
 /**
  * API keys: `pk_<live|test>_<prefix>_<secret>`, 6 random bytes of public prefix
@@ -22,6 +23,11 @@ export interface ApiKey {
   id: string;
   prefix: string;
   name: string;
+  /**
+   * Whom the key acts for: a person's email (decisions on drafts are taken in
+   * that name, when they are a registered approver) or `service:<key id>`.
+   */
+  identity: string;
   scopes: Scope[];
   /** Per-key limit across routes, e.g. "5000/1m"; null = RATE_LIMIT_KEY. */
   rateLimit: string | null;
@@ -54,6 +60,8 @@ export class ApiKeyError extends Error {
 
 export interface CreateKeyInput {
   name: string;
+  /** The person the key belongs to (an email address); a service key when absent. */
+  identity?: string | null;
   scopes: string[];
   expiresAt?: Date | null;
   rateLimit?: string | null;
@@ -81,7 +89,7 @@ interface CacheEntry {
   until: number;
 }
 
-const COLUMNS = `id, prefix, secret_hash, name, scopes, rate_limit, created_by, created_at, expires_at,
+const COLUMNS = `id, prefix, secret_hash, name, identity, scopes, rate_limit, created_by, created_at, expires_at,
   revoked_at, revoked_reason, rotated_from, replaced_by, last_used_at`;
 
 const CACHE_MAX = 10_000;
@@ -111,12 +119,13 @@ export class ApiKeyStore {
   async create(input: CreateKeyInput): Promise<{ key: ApiKey; plaintext: string }> {
     const scopes = validScopes(input.scopes);
     const name = validName(input.name);
+    const identity = validIdentity(input.identity);
     if (input.rateLimit) validRateLimit(input.rateLimit);
     const expiresAt = input.expiresAt ?? null;
     if (expiresAt && expiresAt.getTime() <= this.now().getTime()) throw new ApiKeyError('invalid', 'expiry must be in the future');
     return this.transaction(async (client) => {
-      const made = await this.insert(client, { name, scopes, expiresAt, rateLimit: input.rateLimit ?? null, actor: input.actor, rotatedFrom: null });
-      await event(client, input.actor, 'create', { keyId: made.key.id, name, scopes, expiresAt });
+      const made = await this.insert(client, { name, identity, scopes, expiresAt, rateLimit: input.rateLimit ?? null, actor: input.actor, rotatedFrom: null });
+      await event(client, input.actor, 'create', { keyId: made.key.id, name, identity: made.key.identity, scopes, expiresAt });
       return made;
     });
   }
@@ -148,7 +157,7 @@ export class ApiKeyStore {
       if (old.replacedBy) throw new ApiKeyError('conflict', `key ${old.id} was already rotated to ${old.replacedBy}; rotate that key`);
       const lifetime = old.expiresAt ? old.expiresAt.getTime() - old.createdAt.getTime() : undefined;
       const expiresAt = options.expiresAt !== undefined ? options.expiresAt : lifetime !== undefined ? new Date(now.getTime() + lifetime) : null;
-      const made = await this.insert(client, { name: old.name, scopes: old.scopes, expiresAt, rateLimit: old.rateLimit, actor: options.actor, rotatedFrom: old.id });
+      const made = await this.insert(client, { name: old.name, identity: old.identity, scopes: old.scopes, expiresAt, rateLimit: old.rateLimit, actor: options.actor, rotatedFrom: old.id });
       const overlapEnd = new Date(now.getTime() + overlapMs);
       const oldExpiry = old.expiresAt && old.expiresAt < overlapEnd ? old.expiresAt : overlapEnd;
       const { rows } = await client.query(`UPDATE api_keys SET expires_at = $2, replaced_by = $3 WHERE id = $1 RETURNING ${COLUMNS}`, [old.id, oldExpiry, made.key.id]);
@@ -226,15 +235,15 @@ export class ApiKeyStore {
 
   private async insert(
     client: pg.PoolClient,
-    k: { name: string; scopes: Scope[]; expiresAt: Date | null; rateLimit: string | null; actor: string; rotatedFrom: string | null },
+    k: { name: string; identity: string | null; scopes: Scope[]; expiresAt: Date | null; rateLimit: string | null; actor: string; rotatedFrom: string | null },
   ): Promise<{ key: ApiKey; plaintext: string }> {
     for (let attempt = 0; ; attempt++) {
       const prefix = randomBytes(6).toString('hex');
       const plaintext = `pk_${this.options.keyEnvironment}_${prefix}_${randomBytes(32).toString('hex')}`;
       const res = await client.query(
-        `INSERT INTO api_keys (id, prefix, secret_hash, name, scopes, rate_limit, created_by, created_at, expires_at, rotated_from)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING RETURNING ${COLUMNS}`,
-        [`key_${prefix}`, prefix, this.hash(plaintext).toString('hex'), k.name, k.scopes, k.rateLimit, k.actor, this.now(), k.expiresAt, k.rotatedFrom],
+        `INSERT INTO api_keys (id, prefix, secret_hash, name, identity, scopes, rate_limit, created_by, created_at, expires_at, rotated_from)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING RETURNING ${COLUMNS}`,
+        [`key_${prefix}`, prefix, this.hash(plaintext).toString('hex'), k.name, k.identity ?? `service:key_${prefix}`, k.scopes, k.rateLimit, k.actor, this.now(), k.expiresAt, k.rotatedFrom],
       );
       if (res.rows[0]) return { key: publicKey(fromRow(res.rows[0])), plaintext };
       if (attempt >= 5) throw new Error('could not allocate a unique key prefix');
@@ -280,6 +289,13 @@ function validName(name: string): string {
   return trimmed;
 }
 
+function validIdentity(identity: string | null | undefined): string | null {
+  if (identity === undefined || identity === null || identity.trim() === '') return null;
+  const parsed = identitySchema.safeParse(identity);
+  if (!parsed.success) throw new ApiKeyError('invalid', `identity: expected the email address of the person the key belongs to, got "${identity.slice(0, 80)}"`);
+  return parsed.data;
+}
+
 function validRateLimit(text: string): void {
   try {
     if (!parseRateLimit(text)) throw new Error('"off" is not allowed for a single key');
@@ -298,6 +314,7 @@ function fromRow(r: Record<string, unknown>): StoredKey {
     prefix: r.prefix as string,
     secretHash: Buffer.from(r.secret_hash as string, 'hex'),
     name: r.name as string,
+    identity: r.identity as string,
     scopes: r.scopes as Scope[],
     rateLimit: (r.rate_limit as string | null) ?? null,
     createdBy: r.created_by as string,
@@ -317,6 +334,8 @@ function publicKey(k: StoredKey | ApiKey): ApiKey {
 }
 
 export const DEV_KEY_FILE = 'dev-api-key';
+/** Whom the dev stack's key acts for; registered as an approver so the README's commands work as written. */
+export const DEV_IDENTITY = 'operator@prospector.example';
 
 /**
  * For the local stack: makes sure `${dataDir}/dev-api-key` holds a working admin
@@ -333,9 +352,13 @@ export async function ensureDevApiKey(
   const existing = await readFile(file, 'utf8').then((t) => t.trim(), () => undefined);
   if (existing) {
     const result = await store.authenticate(existing);
-    if (result.ok && result.key.scopes.includes('admin')) return { key: existing, created: false, file };
+    if (result.ok && result.key.scopes.includes('admin') && result.key.identity === DEV_IDENTITY) {
+      await putApprover(pool, { identity: DEV_IDENTITY, name: 'Local operator (npm start)' }, 'dev-stack');
+      return { key: existing, created: false, file };
+    }
   }
-  const { plaintext } = await store.create({ name: 'dev stack (npm start)', scopes: ['admin'], actor: 'dev-stack' });
+  const { plaintext } = await store.create({ name: 'dev stack (npm start)', identity: DEV_IDENTITY, scopes: ['admin'], actor: 'dev-stack' });
+  await putApprover(pool, { identity: DEV_IDENTITY, name: 'Local operator (npm start)' }, 'dev-stack');
   await mkdir(dataDir, { recursive: true });
   // Write then rename, so a reader never sees a half-written key; 0600 from the start.
   const tmp = `${file}.${process.pid}.tmp`;

@@ -77,6 +77,7 @@ const settingsSchema = z.object({
   TEMPORAL_UI_PORT: port(8233),
   TEMPORAL_UI_URL: url.optional(),
   TEMPORAL_CLI_PATH: optionalText,
+  TEMPORAL_ALLOW_INSECURE: bool(false),
 
   WORKER_SHUTDOWN_GRACE: duration('90s'),
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
@@ -89,6 +90,8 @@ const settingsSchema = z.object({
   SEND_MODE: z.enum(['draft_only', 'send_on_approval'], { error: 'expected draft_only or send_on_approval' }).default('draft_only'),
   ALLOW_SEND_ON_APPROVAL: bool(false),
   APPROVAL_TIMEOUT: duration('72h'),
+  APPROVAL_TOKEN_TTL: duration('12h', { max: 7 * 86_400_000 }),
+  SEND_LOOKUP_PATIENCE: duration('15m'),
 
   OPENAI_MODEL: z.string().min(1).default('gpt-4o-mini'),
   SLACK_CHANNEL: z.string().min(1).default('#prospector'),
@@ -111,6 +114,8 @@ const SECRET_SETTINGS = [
   'SLACK_SIGNING_SECRET',
   'X_BEARER_TOKEN',
   'API_KEY_PEPPER',
+  'APPROVAL_TOKEN_SECRET',
+  'APPROVAL_TOKEN_SECRET_PREVIOUS',
 ] as const;
 
 /**
@@ -147,10 +152,26 @@ export interface Config {
     uiUrl: string;
     uiPort: number;
     cliPath?: string;
+    /** Production runs without mTLS or an API key to Temporal only when this is set (and says so loudly). */
+    allowInsecure: boolean;
   };
   worker: { shutdownGraceMs: number; activityTimeoutMs: number; metricsPort: number };
   sandbox: { url: string; port: number };
-  outreach: { senderEmail: string; sendMode: Settings['SEND_MODE']; approvalTimeoutMs: number };
+  outreach: {
+    senderEmail: string;
+    /** What the deployment allows: an intake may only narrow it (lib/send-policy.ts). */
+    sendMode: Settings['SEND_MODE'];
+    approvalTimeoutMs: number;
+    /** How long a send whose answer was lost is looked for in Gmail before a person is asked. */
+    sendLookupPatienceMs: number;
+  };
+  approvals: {
+    /** Signing secret first; a previous one still verifies during a rotation. */
+    tokenSecrets: string[];
+    tokenTtlMs: number;
+    /** Production: every decision, whatever the channel, carries a signed token. */
+    signedOnly: boolean;
+  };
   redisUrl?: string;
   providers: {
     google: ProviderEndpoint & { clientId?: string; clientSecret?: string; refreshToken?: string; tokenUrl: string };
@@ -160,6 +181,12 @@ export interface Config {
     x: ProviderEndpoint & { bearerToken: string };
   };
 }
+
+/**
+ * Signs approval tokens where no secret is configured. Development only: it is
+ * public, and production refuses to start with it.
+ */
+export const DEV_APPROVAL_TOKEN_SECRET = 'prospector-development-approval-secret-not-for-production';
 
 /** Token the SDKs send to the sandbox; the sandbox accepts any non-empty bearer. */
 export const SANDBOX_TOKEN = 'sandbox-token';
@@ -229,10 +256,16 @@ function buildConfig(s: Settings, secret: Partial<Record<SecretName, string>>): 
       uiPort: s.TEMPORAL_UI_PORT,
       uiUrl: (s.TEMPORAL_UI_URL ?? `http://${host}:${s.TEMPORAL_UI_PORT}`).replace(/\/$/, ''),
       cliPath: s.TEMPORAL_CLI_PATH,
+      allowInsecure: s.TEMPORAL_ALLOW_INSECURE,
     },
     worker: { shutdownGraceMs: s.WORKER_SHUTDOWN_GRACE, activityTimeoutMs: s.ACTIVITY_TIMEOUT, metricsPort: s.WORKER_METRICS_PORT },
     sandbox: { url: sandbox, port: s.SANDBOX_PORT },
-    outreach: { senderEmail: s.SENDER_EMAIL, sendMode: s.SEND_MODE, approvalTimeoutMs: s.APPROVAL_TIMEOUT },
+    outreach: { senderEmail: s.SENDER_EMAIL, sendMode: s.SEND_MODE, approvalTimeoutMs: s.APPROVAL_TIMEOUT, sendLookupPatienceMs: s.SEND_LOOKUP_PATIENCE },
+    approvals: {
+      tokenSecrets: [secret.APPROVAL_TOKEN_SECRET ?? DEV_APPROVAL_TOKEN_SECRET, ...(secret.APPROVAL_TOKEN_SECRET_PREVIOUS ? [secret.APPROVAL_TOKEN_SECRET_PREVIOUS] : [])],
+      tokenTtlMs: s.APPROVAL_TOKEN_TTL,
+      signedOnly: s.PROSPECTOR_ENV === 'production',
+    },
     redisUrl: s.REDIS_URL,
     providers: {
       google: {
@@ -279,6 +312,19 @@ function checkPolicy(config: Config, s: Settings, secret: Partial<Record<SecretN
     problems.push({ setting: 'SEND_MODE', message: 'send_on_approval in production needs ALLOW_SEND_ON_APPROVAL=true' });
   }
   if (config.env === 'production') {
+    const secretValue = secret.APPROVAL_TOKEN_SECRET;
+    if (!secretValue || secretValue === DEV_APPROVAL_TOKEN_SECRET) {
+      problems.push({ setting: 'APPROVAL_TOKEN_SECRET', message: 'required in production: a random secret of at least 32 characters (e.g. `openssl rand -hex 32`)' });
+    }
+    const authenticated = Boolean(config.temporal.apiKey) || Boolean(config.temporal.tlsCertPath && config.temporal.tlsKeyPath);
+    if (!authenticated && !config.temporal.allowInsecure) {
+      problems.push({
+        setting: 'TEMPORAL_ADDRESS',
+        message:
+          'production needs an authenticated Temporal connection (TEMPORAL_TLS_CERT_PATH + TEMPORAL_TLS_KEY_PATH for mTLS, or TEMPORAL_API_KEY): ' +
+          'whoever reaches Temporal can signal intakes. TEMPORAL_ALLOW_INSECURE=true overrides this on a private network.',
+      });
+    }
     if (!s.DATABASE_URL) problems.push({ setting: 'DATABASE_URL', message: 'required in production (the embedded database is for development)' });
     for (const [name, value] of Object.entries(config.providers)) {
       if (value.mode === 'sandbox') problems.push({ setting: providerCredential(name as ProviderName), message: `required in production: ${name} would talk to the sandbox` });
@@ -289,6 +335,10 @@ function checkPolicy(config: Config, s: Settings, secret: Partial<Record<SecretN
   }
   if (config.worker.shutdownGraceMs <= config.worker.activityTimeoutMs) {
     problems.push({ setting: 'WORKER_SHUTDOWN_GRACE', message: `must be longer than ACTIVITY_TIMEOUT (${s.ACTIVITY_TIMEOUT} ms) so running activities can finish on shutdown` });
+  }
+  for (const name of ['APPROVAL_TOKEN_SECRET', 'APPROVAL_TOKEN_SECRET_PREVIOUS'] as const) {
+    const value = secret[name];
+    if (value !== undefined && value.length < 32) problems.push({ setting: name, message: 'must be at least 32 characters' });
   }
   if (Boolean(s.TEMPORAL_TLS_CERT_PATH) !== Boolean(s.TEMPORAL_TLS_KEY_PATH)) {
     problems.push({ setting: 'TEMPORAL_TLS_CERT_PATH', message: 'TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be set together' });

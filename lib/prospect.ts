@@ -156,6 +156,37 @@ export interface IntakeInput {
   requestedBy?: string;
   /** Set by whoever submits, to tell a new intake from one it attached to. */
   submissionId?: string;
+  /** Set only by the workflow itself when it continues as new at the gate: the gate's state. */
+  resume?: GateCarry;
+}
+
+/**
+ * What a run hands to its successor when a long wait at the gate (a flood of
+ * refused signals) continues as new: everything the gate and the steps after
+ * it need, nothing that grows without bound.
+ */
+export interface GateCarry {
+  status: IntakeStatus;
+  draft: DraftContentLike;
+  draftId: string;
+  taskId?: string;
+  crm: { ownerId?: string; contactId: string; companyId?: string };
+  deadlineMs: number;
+  seq: number;
+  refusalCount: number;
+  requestIds: string[];
+}
+
+/** DraftContent (lib/domain/draft.ts), restated here so this module stays import-free for the workflow bundle. */
+export interface DraftContentLike {
+  to: { address: string; name?: string };
+  from: { address: string; name?: string };
+  subject: string;
+  body: string;
+  messageId: string;
+  intakeKey: string;
+  version: number;
+  reply?: { threadId: string; inReplyTo: string; references: string[] };
 }
 
 /** Milliseconds from a number or a duration string; undefined when neither. */
@@ -176,6 +207,8 @@ export function durationMs(value: number | string | undefined): number | undefin
 export interface ApprovePayload {
   version: number;
   approver: string;
+  /** A signed approval token (required in production; see docs/intake.md). */
+  token?: string;
   reason?: string;
   subject?: string;
   body?: string;
@@ -187,6 +220,7 @@ export interface ApprovePayload {
 export interface RejectPayload {
   approver: string;
   reason: string;
+  token?: string;
   version?: number;
   requestId?: string;
 }
@@ -195,6 +229,7 @@ export interface RejectPayload {
 export interface EditPayload {
   version: number;
   editor: string;
+  token?: string;
   subject?: string;
   body?: string;
   reason?: string;
@@ -232,6 +267,12 @@ export interface DraftView {
   replying: boolean;
   factsUsed: string[];
   editedBy?: string;
+  /** Who receives it and from which mailbox, and the thread headers: with subject and body, what an approval binds. */
+  to: { address: string; name?: string };
+  from: { address: string; name?: string };
+  reply?: { threadId: string; inReplyTo: string; references: string[] };
+  /** Hash of exactly that content (lib/approval-content.ts); an approval token carries it. */
+  contentHash?: string;
 }
 
 export interface StepRecord {
@@ -257,6 +298,10 @@ export interface Decision {
   reason?: string;
   at: string;
   requestId?: string;
+  /** Approved: the hash of the content approved; only that content may be sent. */
+  contentHash?: string;
+  /** The decision carried a valid signed token. */
+  signed?: boolean;
 }
 
 export interface IntakeStatus {
@@ -277,7 +322,9 @@ export interface IntakeStatus {
   approval?: { deadline: string; timeoutMs: number };
   decision?: Decision;
   sent?: { gmailMessageId: string; at: string; version: number };
+  /** The latest refusals (all are in the audit trail); refusalCount counts every one. */
   refusals: Refusal[];
+  refusalCount?: number;
   history: StepRecord[];
   /** Why the intake ended where it did (skip reason, failure, grounding problems). */
   reason?: string;

@@ -16,6 +16,21 @@ export async function tlsOptions(cfg: TemporalConfig) {
   return true as const;
 }
 
+/**
+ * Production may reach Temporal without mTLS or an API key only through
+ * TEMPORAL_ALLOW_INSECURE (lib/config.ts); every process that connects says so
+ * at start, at error level, so the choice is never silent.
+ */
+export function warnIfInsecure(config: Pick<Config, 'env' | 'temporal'>, log: Logger): void {
+  const t = config.temporal;
+  if (config.env !== 'production' || t.apiKey || (t.tlsCertPath && t.tlsKeyPath)) return;
+  log.error(
+    { temporalAddress: t.address, setting: 'TEMPORAL_ALLOW_INSECURE' },
+    'Temporal connection is NOT authenticated (no mTLS client certificate, no API key): anyone who reaches Temporal can start and signal intakes. ' +
+      'Decisions still need signed approval tokens, but keep Temporal on a private network or configure TEMPORAL_TLS_CERT_PATH/TEMPORAL_TLS_KEY_PATH or TEMPORAL_API_KEY.',
+  );
+}
+
 export async function connectClient(cfg: TemporalConfig): Promise<Client> {
   const connection = await Connection.connect({
     address: cfg.address,

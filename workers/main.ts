@@ -5,13 +5,14 @@ import { createPool, migrate } from '../lib/db.js';
 import { createLogger, temporalLogger } from '../lib/logger.js';
 import { reportReady } from '../lib/ready.js';
 import { ensureHarvestSchedule } from '../lib/harvest-schedule.js';
-import { connectClient, connectWorker, ensureSearchAttributes } from '../lib/temporal.js';
+import { connectClient, connectWorker, ensureSearchAttributes, warnIfInsecure } from '../lib/temporal.js';
 import { resolveDatabaseUrl } from '../lib/database-url.js';
 import { createWorkers, runWorkers } from './worker.js';
 
 // Wiring only: configuration, connections, telemetry, then run until a signal.
 const config = await loadConfigOrExit();
 const log = createLogger({ name: 'worker', level: config.logLevel });
+warnIfInsecure(config, log);
 
 Runtime.install({
   logger: temporalLogger(log),

@@ -3,9 +3,11 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  continueAsNew,
   defineQuery,
   defineSignal,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -13,29 +15,34 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { DraftContent, DraftRef, EmailContext } from '../activities/gmail-drafts.js';
-import type { ResolvedCrm } from '../activities/crm-records.js';
 import type { SenderProfile } from '../activities/intake.js';
 import type { ProgressStamp } from '../activities/prospects-store.js';
 import type { ScreenedLead } from '../activities/screening.js';
 import type { WriteOutcome, WriterContext } from '../activities/email-writer.js';
+import type { DecisionRequest, DecisionSubject, Verdict } from '../lib/approval-policy.js';
 import {
   DEFAULT_APPROVAL_TIMEOUT_MS,
   draftMessageId,
   durationMs,
   normaliseEmail,
+  SIGNAL_NAMES,
+  STATUS_QUERY,
   type ApprovalStateValue,
   type ApprovePayload,
   type Decision,
   type EditPayload,
+  type GateCarry,
   type IntakeInput,
   type IntakeResult,
   type IntakeStatus,
   type LeadInput,
+  type Refusal,
   type RejectPayload,
   type SendMode,
   type Stage,
 } from '../lib/prospect.js';
 import { ApprovalState, ProspectDomain, ProspectOwner, ProspectStage } from '../lib/search-attributes.js';
+import { clean, inbound, RECENT_REFUSALS, refusalOf, screenSignal, type GateView, type Inbound, type SignalName } from './intake/gate.js';
 
 /**
  * Workflow 1, prospect intake: screen → resolve in HubSpot → Gmail context →
@@ -44,22 +51,50 @@ import { ApprovalState, ProspectDomain, ProspectOwner, ProspectStage } from '../
  * (send_on_approval) → task closed, decision note.
  *
  * The gate is three signals with JSON payloads (docs/intake.md) so any
- * Temporal client can drive it, e.g. `temporal workflow signal --name approve
- * --input '{"version":1,"approver":"ana@example.com"}'`. Nothing is sent
- * unless an `approve` for the current draft version arrived while the gate was
- * open; the send activity checks that again against PostgreSQL.
+ * Temporal client can drive it. Each signal is screened by the gate's rules
+ * (intake/gate.ts: on time, current version, small), then judged by
+ * intakeAuthorise (registered approver; in production a signed token binding
+ * the exact content), and only then acted on. The send step itself checks
+ * the deployment allows sending and that Gmail holds exactly the approved
+ * content.
  */
 
-export const approveSignal = defineSignal<[ApprovePayload]>('approve');
-export const rejectSignal = defineSignal<[RejectPayload]>('reject');
-export const editSignal = defineSignal<[EditPayload]>('edit');
-export const statusQuery = defineQuery<IntakeStatus>('status');
+export const approveSignal = defineSignal<[ApprovePayload]>(SIGNAL_NAMES.approve);
+export const rejectSignal = defineSignal<[RejectPayload]>(SIGNAL_NAMES.reject);
+export const editSignal = defineSignal<[EditPayload]>(SIGNAL_NAMES.edit);
+export const statusQuery = defineQuery<IntakeStatus>(STATUS_QUERY);
+
+/**
+ * Marks runs whose gate judges signals with intake/gate.ts and intakeAuthorise,
+ * records refusals in batches and settles sends truthfully. Histories recorded
+ * before it replay through the branches that check it; remove those branches
+ * (deprecatePatch) once no such run can be open.
+ */
+const APPROVAL_INTEGRITY = 'approval-integrity';
+
+/** Failures of the send step after which only a person can decide what happens. */
+const SEND_REFUSALS = ['NotApproved', 'AlreadySent', 'DraftMissing', 'DraftChanged', 'SendingDisabled', 'SendRefused', 'SendOutcomeUnknown'];
+
+/** Signals judged together: one authorisation call and one refusal record per batch. */
+const GATE_BATCH = 100;
+/** A waiting gate continues as new before its history grows past this (a flood of signals). */
+const GATE_HISTORY_EVENTS = 2_000;
+const GATE_HISTORY_BYTES = 2 * 1024 * 1024;
+/** Step notes a continued run keeps; request ids remembered for dedupe. */
+const KEEP_NOTES = 50;
+const KEEP_REQUEST_IDS = 1_000;
 
 // Database-only steps: retried until PostgreSQL answers (it may be restarting), within half an hour.
 const store = proxyActivities<Activities>({
   startToCloseTimeout: '20 seconds',
   scheduleToCloseTimeout: '30 minutes',
   retry: { initialInterval: '200 ms', backoffCoefficient: 2, maximumInterval: '10 seconds' },
+});
+
+// What must be recorded once an email went out: retried for as long as PostgreSQL is away.
+const durableStore = proxyActivities<Activities>({
+  startToCloseTimeout: '20 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
 
 // Provider steps: heartbeating, so a dead worker is noticed in seconds; bounded retries, 429 delays honoured.
@@ -69,6 +104,13 @@ const providers = proxyActivities<Activities>({
   retry: { initialInterval: '500 ms', backoffCoefficient: 2, maximumInterval: '20 seconds', maximumAttempts: 15 },
 });
 
+// The send: retried until it is settled one way or the other; the step itself gives up, saying why, when it must.
+const sender = proxyActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: '10 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
 // The LLM: slower calls, fewer attempts (a bad draft is judged, not retried).
 const writer = proxyActivities<Activities>({
   startToCloseTimeout: '2 minutes',
@@ -76,70 +118,78 @@ const writer = proxyActivities<Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 8 },
 });
 
-/** A signal as received; `early` when it arrived before the gate opened (no draft had been shown yet). */
-type Inbound = { at: string; early: boolean } & (
-  | { signal: 'approve'; payload: ApprovePayload }
-  | { signal: 'reject'; payload: RejectPayload }
-  | { signal: 'edit'; payload: EditPayload }
-);
-
 const MEETING_MINUTES = 30;
+
+interface CrmIds {
+  ownerId?: string;
+  contactId: string;
+  companyId?: string;
+}
 
 export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
   const info = workflowInfo();
   // A bare lead ({email, name, ...}) is accepted too, for starters that send only that.
   const input: IntakeInput = raw && typeof raw === 'object' && !raw.lead && 'email' in raw ? { lead: raw as unknown as LeadInput } : raw;
-  let mode: SendMode = input.mode === 'send_on_approval' ? 'send_on_approval' : 'draft_only';
+  const carry = input.resume;
+  // Until the deployment has resolved it (screening), nothing is treated as sendable.
+  let mode: SendMode = carry?.status.mode ?? 'draft_only';
   let timeoutMs = durationMs(input.approvalTimeout) ?? DEFAULT_APPROVAL_TIMEOUT_MS;
   const first = normaliseEmail(input.lead?.email);
   const lead0 = first.ok ? { email: first.email, domain: first.domain } : { email: String(input.lead?.email ?? '').replace(/\u0000/g, '').slice(0, 320), domain: '' };
 
-  const status: IntakeStatus = {
-    workflowId: info.workflowId,
-    runId: info.runId,
-    intakeKey: info.firstExecutionRunId,
-    stage: 'SCREENING',
-    approvalState: 'NONE',
-    mode,
-    lead: { ...lead0, name: text(input.lead?.name), company: text(input.lead?.company), title: text(input.lead?.title), source: text(input.lead?.source) },
-    sender: input.sender ?? '',
-    slots: [],
-    facts: [],
-    refusals: [],
-    history: [],
-  };
-  let seq = 0;
+  const status: IntakeStatus = carry
+    ? { ...carry.status, runId: info.runId }
+    : {
+        workflowId: info.workflowId,
+        runId: info.runId,
+        intakeKey: info.firstExecutionRunId,
+        stage: 'SCREENING',
+        approvalState: 'NONE',
+        mode,
+        lead: { ...lead0, name: clean(input.lead?.name, 500), company: clean(input.lead?.company, 500), title: clean(input.lead?.title, 500), source: clean(input.lead?.source, 500) },
+        sender: input.sender ?? '',
+        slots: [],
+        facts: [],
+        refusals: [],
+        refusalCount: 0,
+        history: [],
+      };
+  let seq = carry?.seq ?? 0;
+  let refusalCount = carry?.refusalCount ?? 0;
   const inbox: Inbound[] = [];
-  const seenRequests = new Set<string>();
-  let gateOpen = false;
+  const requestIds = carry?.requestIds.slice(-KEEP_REQUEST_IDS) ?? [];
+  const seenRequests = new Set(requestIds);
+  let gateOpen = Boolean(carry);
   let decided = false;
 
   const now = () => new Date().toISOString();
-  const receive = (msg: Inbound) => {
-    if (!msg.payload || typeof msg.payload !== 'object') (msg as { payload: unknown }).payload = {};
-    const id = msg.payload.requestId;
+  const receive = (signal: SignalName, payload: unknown) => {
+    const msg = inbound(signal, payload, now(), !gateOpen);
+    const id = clean(msg.payload.requestId, 100);
     if (id) {
       if (seenRequests.has(id)) return; // a retried API call: already queued or handled
       seenRequests.add(id);
+      requestIds.push(id);
+      if (requestIds.length > KEEP_REQUEST_IDS) seenRequests.delete(requestIds.shift()!);
     }
     inbox.push(msg);
   };
-  setHandler(approveSignal, (payload) => receive({ signal: 'approve', payload, at: now(), early: !gateOpen }));
-  setHandler(rejectSignal, (payload) => receive({ signal: 'reject', payload, at: now(), early: !gateOpen }));
-  setHandler(editSignal, (payload) => receive({ signal: 'edit', payload, at: now(), early: !gateOpen }));
+  setHandler(approveSignal, (payload) => receive('approve', payload));
+  setHandler(rejectSignal, (payload) => receive('reject', payload));
+  setHandler(editSignal, (payload) => receive('edit', payload));
   setHandler(statusQuery, () => status);
 
   const note = (step: string, outcome: string, detail?: string) => status.history.push({ at: now(), step, outcome, ...(detail ? { detail } : {}) });
 
-  let indexed = '';
+  const signature = () => [status.stage, status.approvalState, status.lead.domain, status.owner ? (status.owner.email ?? status.owner.id) : undefined].join('|');
+  let indexed = carry ? signature() : '';
   /** Moves to a stage: search attributes now, the stamp for the activity that makes it durable. */
   const enter = (stage: Stage, approval: ApprovalStateValue = status.approvalState): ProgressStamp => {
     status.stage = stage;
     status.approvalState = approval;
     const owner = status.owner ? (status.owner.email ?? status.owner.id) : undefined;
-    const signature = [stage, approval, status.lead.domain, owner].join('|');
-    if (signature !== indexed) {
-      indexed = signature;
+    if (signature() !== indexed) {
+      indexed = signature();
       upsertSearchAttributes([
         { key: ProspectStage, value: stage },
         { key: ApprovalState, value: approval },
@@ -169,12 +219,25 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
     return { stage, reason: status.reason, draftVersion: status.draft?.version, decision: status.decision };
   };
 
-  let crm: ResolvedCrm | undefined;
-  let draft: DraftContent | undefined;
-  let ref: DraftRef | undefined;
-  let taskId: string | undefined;
+  let crmIds: CrmIds | undefined = carry?.crm;
+  let draft: DraftContent | undefined = carry?.draft;
+  let ref: Pick<DraftRef, 'draftId'> | undefined = carry ? { draftId: carry.draftId } : undefined;
+  let taskId: string | undefined = carry?.taskId;
+
+  const gateView = (): GateView => ({ open: gateOpen, decided: decided ? status.decision?.outcome : undefined, version: status.draft?.version ?? 0 });
+  const decisionSubject = (): DecisionSubject => ({
+    workflowId: info.workflowId,
+    draft: draft!,
+    owner: status.owner ? { id: status.owner.id, email: status.owner.email } : undefined,
+    domain: status.lead.domain,
+  });
+
+  /** Refusals not yet recorded: written in one activity call per batch. */
+  let pending: Refusal[] = [];
 
   try {
+    if (carry) return await afterDecision(await runGate(carry.deadlineMs));
+
     // 1. Screen
     const screened = await store.intakeScreen(enter('RESOLVING'), {
       lead: input.lead,
@@ -182,9 +245,10 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
       mode: input.mode,
       approvalTimeoutMs: durationMs(input.approvalTimeout),
     });
-    // Unset inputs take the deployment's configuration.
+    // Unset inputs take the deployment's configuration; the mode is the deployment's, narrowed at most.
     status.sender = screened.defaults.sender;
-    mode = status.mode = input.mode === 'send_on_approval' || input.mode === 'draft_only' ? input.mode : screened.defaults.mode;
+    mode = status.mode = screened.effectiveMode ?? (input.mode === 'send_on_approval' || input.mode === 'draft_only' ? input.mode : screened.defaults.mode);
+    if (screened.modeNarrowed) note('mode', 'narrowed', 'this deployment does not send: the intake runs draft_only');
     timeoutMs = durationMs(input.approvalTimeout) ?? screened.defaults.approvalTimeoutMs;
     if (!screened.accepted) {
       note('screen', 'skipped', `${screened.reason}: ${screened.detail}`);
@@ -198,7 +262,8 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
 
     // 2. Resolve in HubSpot
     const resolved = await providers.intakeResolveCrm(stamp(), { lead, sender: status.sender });
-    crm = resolved.crm;
+    const crm = resolved.crm;
+    crmIds = { ownerId: crm.owner?.id, contactId: crm.contact.id, companyId: crm.company?.id };
     const sender: SenderProfile = resolved.sender;
     status.owner = crm.owner;
     status.crm = { contactId: crm.contact.id, companyId: crm.company?.id };
@@ -247,9 +312,9 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
       await providers.intakeNeedsHuman(enter('NEEDS_HUMAN'), {
         prospect: { email: lead.email, name: writerContext.prospect.name, company: status.lead.company },
         problems: written.problems,
-        ownerId: crm.owner?.id,
-        contactId: crm.contact.id,
-        companyId: crm.company?.id,
+        ownerId: crmIds.ownerId,
+        contactId: crmIds.contactId,
+        companyId: crmIds.companyId,
       });
       note('needs_human', 'handed_over');
       await recordPending('NEEDS_HUMAN');
@@ -269,9 +334,10 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
     };
     const factsUsed = written.factsUsed;
     setDraftView(draft, undefined, factsUsed);
-    ref = await providers.intakeCreateDraft(enter('DRAFTING'), { draft, factsUsed });
-    setDraftView(draft, ref, factsUsed);
-    note('draft', ref.created ? 'created' : 'found_existing', `v1 ${ref.draftId}`);
+    const created = await providers.intakeCreateDraft(enter('DRAFTING'), { draft, factsUsed });
+    ref = created;
+    setDraftView(draft, created, factsUsed);
+    note('draft', created.created ? 'created' : 'found_existing', `v1 ${created.draftId}`);
 
     // 7. HubSpot task and note
     const deadlineMs = Date.now() + timeoutMs;
@@ -282,9 +348,9 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
       subject: draft.subject,
       prospect: who,
       deadline,
-      ownerId: crm.owner?.id,
-      contactId: crm.contact.id,
-      companyId: crm.company?.id,
+      ownerId: crmIds.ownerId,
+      contactId: crmIds.contactId,
+      companyId: crmIds.companyId,
       mode,
     }));
     status.crm.taskId = taskId;
@@ -299,9 +365,9 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
       factsUsed,
       deadline,
       mode,
-      ownerId: crm.owner?.id,
-      contactId: crm.contact.id,
-      companyId: crm.company?.id,
+      ownerId: crmIds.ownerId,
+      contactId: crmIds.contactId,
+      companyId: crmIds.companyId,
     });
     status.crm.noteId = noteId;
     note('note', 'created', noteId);
@@ -317,20 +383,7 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
       audit: { kind: 'step', action: 'await_approval', outcome: 'open', details: { version: 1, deadline, mode } },
       patch: { approvalDeadline: deadline },
     });
-    const decision = await runGate(deadlineMs);
-    status.decision = decision;
-    decided = true;
-
-    if (decision.outcome !== 'approved') {
-      const end: Stage = decision.outcome === 'rejected' ? 'REJECTED' : 'EXPIRED';
-      await closeOut(end, decision);
-      return finish(end);
-    }
-    if (mode === 'draft_only') {
-      await closeOut('APPROVED', decision);
-      return finish('APPROVED');
-    }
-    return await sendApproved(decision);
+    return await afterDecision(await runGate(deadlineMs));
   } catch (err) {
     return await fail(err);
   }
@@ -349,137 +402,263 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
         note('gate', 'expired');
         return expired;
       }
-      const msg = inbox.shift()!;
-      const decision = await handle(msg);
+      if (!patched(APPROVAL_INTEGRITY)) {
+        const decision = await handleLegacy(inbox.shift()!);
+        if (decision) return decision;
+        continue;
+      }
+      const decision = await decideBatch(inbox.splice(0, GATE_BATCH));
       if (decision) return decision;
+      const { historyLength, historySize, continueAsNewSuggested } = workflowInfo();
+      if (continueAsNewSuggested || historyLength > GATE_HISTORY_EVENTS || historySize > GATE_HISTORY_BYTES) await continueGate(deadlineMs);
     }
   }
 
-  /** One signal at the open gate: a decision, an applied edit, or a recorded refusal. */
-  async function handle(msg: Inbound): Promise<Decision | undefined> {
+  /**
+   * Signals that came in together: screened by the gate's rules, the survivors
+   * authorised in one call, then acted on in arrival order. A state change
+   * (an applied edit) re-screens those behind it; after a decision the rest
+   * are refused as late.
+   */
+  async function decideBatch(batch: Inbound[]): Promise<Decision | undefined> {
+    const screened = batch.map((msg) => screenSignal(msg, gateView()));
+    const candidates = screened.flatMap((s, i) => (s.ok ? [{ i, request: s.request }] : []));
+    const verdicts = new Map<number, Verdict>();
+    if (candidates.length) {
+      const judged = await store.intakeAuthorise(stamp(), { subject: decisionSubject(), requests: candidates.map((c) => c.request) });
+      candidates.forEach((c, k) => verdicts.set(c.i, judged[k]!));
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const msg = batch[i]!;
+      const was = screened[i]!;
+      const is = was.ok ? screenSignal(msg, gateView()) : was;
+      if (!is.ok) {
+        refuse(msg, is.reason);
+        continue;
+      }
+      const verdict = verdicts.get(i)!;
+      if (!verdict.ok) {
+        refuse(msg, verdict.reason);
+        continue;
+      }
+      await flushRefusals();
+      const decision = await act(msg, is.request, verdict);
+      if (decision) {
+        for (const late of batch.slice(i + 1)) refuse(late, `the intake was already decided (${decision.outcome})`);
+        await flushRefusals();
+        return decision;
+      }
+    }
+    await flushRefusals();
+    return undefined;
+  }
+
+  /** An authorised decision: reject, edit, or approve (with its edit applied first). */
+  async function act(msg: Inbound, request: DecisionRequest, verdict: Extract<Verdict, { ok: true }>): Promise<Decision | undefined> {
+    const by = verdict.approver;
+    const requestId = clean(msg.payload.requestId, 100);
+    const reason = clean(msg.payload.reason, 1000);
     const current = status.draft!.version;
-    if (msg.signal === 'reject') {
-      const p = msg.payload;
-      const by = text(p.approver) ?? 'unknown';
-      const decision: Decision = { outcome: 'rejected', by, version: Number.isInteger(p.version) ? p.version : current, reason: text(p.reason), at: msg.at, requestId: p.requestId };
+    if (request.action === 'reject') {
+      const decision: Decision = { outcome: 'rejected', by, version: request.version ?? current, reason, at: msg.at, requestId, signed: verdict.signed };
       await store.intakeRecord(enter('CLOSING', 'REJECTED'), {
-        audit: { kind: 'decision', action: 'reject', outcome: 'rejected', actor: by, details: { version: decision.version ?? null, currentVersion: current, reason: decision.reason ?? null, requestId: p.requestId ?? null } },
-        patch: { reason: decision.reason, data: { decision } },
+        audit: {
+          kind: 'decision',
+          action: 'reject',
+          outcome: 'rejected',
+          actor: by,
+          details: { version: decision.version ?? null, currentVersion: current, reason: reason ?? null, requestId: requestId ?? null, signed: verdict.signed, keyId: verdict.keyId ?? null },
+        },
+        patch: { reason, data: { decision } },
       });
       note('gate', 'rejected', `by ${by}`);
       return decision;
     }
-    const p = msg.payload;
-    const by = text(msg.signal === 'approve' ? (p as ApprovePayload).approver : (p as EditPayload).editor) ?? 'unknown';
-    if (msg.early) {
-      await refuse(msg, by, 'it arrived before the draft was ready for approval');
-      return undefined;
-    }
-    if (by === 'unknown') {
-      await refuse(msg, by, `the payload names no ${msg.signal === 'approve' ? 'approver' : 'editor'}`);
-      return undefined;
-    }
-    // "2" from a hand-typed JSON payload counts as 2; anything else that is not the current version is refused.
-    const version = typeof p.version === 'string' && /^\d+$/.test(p.version) ? Number(p.version) : p.version;
-    if (version === undefined || version === null) {
-      await refuse(msg, by, `the payload names no draft version (the current version is ${current})`);
-      return undefined;
-    }
-    if (version !== current) {
-      await refuse(msg, by, `draft version ${String(version)} is not the current version ${current}`);
-      return undefined;
-    }
-    const edits = text(p.subject, false) !== undefined || text(p.body, false) !== undefined;
-    if (msg.signal === 'edit' && !edits) {
-      await refuse(msg, by, 'an edit needs a subject or a body');
-      return undefined;
-    }
-    if (edits) {
-      const applied = await applyEdit(msg, by);
-      if (!applied) return undefined;
-    }
-    if (msg.signal === 'edit') return undefined;
-
-    const approve = p as ApprovePayload;
+    if (request.edit && !(await applyEdit(msg, by, request.edit, verdict.contentHash))) return undefined;
+    if (request.action === 'edit') return undefined;
     const d = status.draft!;
-    const decision: Decision = { outcome: 'approved', by, version: d.version, reason: text(approve.reason), at: msg.at, requestId: approve.requestId };
+    const decision: Decision = { outcome: 'approved', by, version: d.version, reason, at: msg.at, requestId, contentHash: verdict.contentHash, signed: verdict.signed };
     await store.intakeRecordApproval(enter(mode === 'send_on_approval' ? 'SENDING' : 'CLOSING', 'APPROVED'), {
-      version: d.version,
+      draft: draft!,
       approver: by,
-      reason: decision.reason,
-      requestId: approve.requestId,
-      messageId: d.messageId,
-      subject: d.subject,
-      body: d.body,
+      contentHash: verdict.contentHash,
+      reason,
+      requestId,
+      signed: verdict.signed,
+      keyId: verdict.keyId,
     });
     note('gate', 'approved', `v${d.version} by ${by}`);
     return decision;
   }
 
-  async function applyEdit(msg: Inbound & { signal: 'approve' | 'edit' }, by: string): Promise<boolean> {
-    const p = msg.payload;
+  /** Writes an authorised edit to Gmail as the next version; false (and refused on the record) when it cannot be. */
+  async function applyEdit(msg: Inbound, by: string, edit: { subject?: string; body?: string }, expectedHash?: string): Promise<boolean> {
     let result;
     try {
       result = await providers.intakeReviseDraft(stamp(), {
         draftId: ref!.draftId,
         base: draft!,
-        subject: text(p.subject, false),
-        body: text(p.body, false),
+        subject: edit.subject,
+        body: edit.body,
         editor: by,
-        requestId: p.requestId,
+        requestId: clean(msg.payload.requestId, 100),
         factsUsed: status.draft!.factsUsed,
       });
     } catch (err) {
       // Gmail refused the edit for good (e.g. the draft was deleted there): the gate stays open.
       if (!(err instanceof ActivityFailure)) throw err;
-      await refuse(msg, by, `edit failed: ${describeFailure(err)}`);
+      await refuseNow(msg, `edit failed: ${describeFailure(err)}`);
       return false;
     }
     if (!result.applied) {
-      await refuse(msg, by, `edit refused: ${result.problems.join('; ')}`);
+      await refuseNow(msg, `edit refused: ${result.problems.join('; ')}`);
+      return false;
+    }
+    if (expectedHash && result.ref.contentHash !== expectedHash) {
+      await refuseNow(msg, 'the edited draft in Gmail is not the content that was authorised');
       return false;
     }
     draft = result.draft;
     ref = result.ref;
-    setDraftView(draft, ref, status.draft!.factsUsed, by);
+    setDraftView(draft, result.ref, status.draft!.factsUsed, by);
     note('edit', 'applied', `v${draft.version} by ${by}`);
     return true;
   }
 
-  async function refuse(msg: Inbound, by: string, reason: string): Promise<void> {
-    const version = (msg.payload as { version?: number }).version;
-    status.refusals.push({ at: msg.at, signal: msg.signal, by, version, reason, requestId: msg.payload.requestId });
-    note(msg.signal, 'refused', reason);
-    await store.intakeRecord(stamp(), {
-      audit: { key: `refusal:${status.refusals.length}`, kind: 'signal', action: msg.signal, outcome: 'refused', actor: by, details: { version: version ?? null, currentVersion: status.draft?.version ?? null, reason, requestId: msg.payload.requestId ?? null } },
-      patch: { data: { refusals: status.refusals } },
-    });
+  // ---- refusals: kept small, recorded in batches -------------------------------------------
+
+  function refuse(msg: Inbound, reason: string): void {
+    const refusal = refusalOf(msg, reason);
+    pending.push(refusal);
+    status.refusals = [...status.refusals.slice(-(RECENT_REFUSALS - 1)), refusal];
+    status.refusalCount = ++refusalCount;
   }
 
-  /** Signals that arrive when no draft awaits approval are refused, on the record (rejects too). */
-  async function recordPending(end: Stage): Promise<void> {
-    while (inbox.length) {
-      const msg = inbox.shift()!;
-      const by = text(msg.signal === 'approve' ? (msg.payload as ApprovePayload).approver : msg.signal === 'edit' ? (msg.payload as EditPayload).editor : (msg.payload as RejectPayload).approver) ?? 'unknown';
-      await refuse(msg, by, `no draft is awaiting approval (intake ends ${end})`);
+  async function flushRefusals(): Promise<void> {
+    if (!pending.length) return;
+    const refusals = pending;
+    pending = [];
+    await store.intakeRecordRefusals(stamp(), { refusals, first: refusalCount - refusals.length + 1 });
+  }
+
+  /** Refuses one signal and records it before anything else happens. */
+  async function refuseNow(msg: Inbound, reason: string): Promise<void> {
+    if (!patched(APPROVAL_INTEGRITY)) return legacyRefuse(msg, msg.actor, reason);
+    refuse(msg, reason);
+    await flushRefusals();
+  }
+
+  /** Signals left when no gate will look at them (a screened-out lead, a decided intake): refused on the record. */
+  async function refuseRemaining(reason: string): Promise<void> {
+    if (!inbox.length) return;
+    if (!patched(APPROVAL_INTEGRITY)) {
+      while (inbox.length) {
+        const msg = inbox.shift()!;
+        await legacyRefuse(msg, legacyActor(msg), reason);
+      }
+      return;
     }
+    while (inbox.length) {
+      for (const msg of inbox.splice(0, GATE_BATCH)) refuse(msg, reason);
+      await flushRefusals();
+    }
+  }
+
+  /** A long wait at the gate (a flood of signals) continues in a fresh run with the gate's state. */
+  async function continueGate(deadlineMs: number): Promise<never> {
+    await flushRefusals();
+    const next: GateCarry = {
+      status: { ...status, history: status.history.slice(-KEEP_NOTES) },
+      draft: draft!,
+      draftId: ref!.draftId,
+      taskId,
+      crm: crmIds!,
+      deadlineMs,
+      seq,
+      refusalCount,
+      requestIds: requestIds.slice(-KEEP_REQUEST_IDS),
+    };
+    return continueAsNew<typeof prospectIntake>({ ...input, resume: next });
+  }
+
+  async function recordPending(end: Stage): Promise<void> {
+    await refuseRemaining(`no draft is awaiting approval (intake ends ${end})`);
     await store.intakeRecord(enter(end), { audit: { kind: 'step', action: 'end', outcome: end.toLowerCase(), details: { reason: status.reason ?? null } }, patch: { reason: status.reason }, finalStage: end });
+  }
+
+  // ---- runs recorded before APPROVAL_INTEGRITY replay through these ----------------------------
+
+  function legacyActor(msg: Inbound): string {
+    return clean(msg.signal === 'edit' ? msg.payload.editor : msg.payload.approver, 500) ?? 'unknown';
+  }
+
+  async function legacyRefuse(msg: Inbound, by: string, reason: string): Promise<void> {
+    status.refusals.push({ at: msg.at, signal: msg.signal, by, reason });
+    note(msg.signal, 'refused', reason);
+    await store.intakeRecord(stamp(), { audit: { key: `refusal:${status.refusals.length}`, kind: 'signal', action: msg.signal, outcome: 'refused', actor: by, details: { reason } } });
+  }
+
+  async function handleLegacy(msg: Inbound): Promise<Decision | undefined> {
+    const p = msg.payload;
+    const current = status.draft!.version;
+    const by = legacyActor(msg);
+    if (msg.signal === 'reject') {
+      const decision: Decision = { outcome: 'rejected', by, version: typeof p.version === 'number' ? p.version : current, reason: clean(p.reason, 500), at: msg.at };
+      await store.intakeRecord(enter('CLOSING', 'REJECTED'), { audit: { kind: 'decision', action: 'reject', outcome: 'rejected', actor: by }, patch: { data: { decision } } });
+      return decision;
+    }
+    const version = typeof p.version === 'string' && /^\d+$/.test(p.version) ? Number(p.version) : p.version;
+    const edit = { subject: clean(p.subject, 5000, false), body: clean(p.body, 5000, false) };
+    const refusal = msg.early
+      ? 'it arrived before the draft was ready for approval'
+      : by === 'unknown'
+        ? 'the payload names no approver'
+        : version !== current
+          ? `draft version ${String(version)} is not the current version ${current}`
+          : msg.signal === 'edit' && edit.subject === undefined && edit.body === undefined
+            ? 'an edit needs a subject or a body'
+            : undefined;
+    if (refusal) return void (await legacyRefuse(msg, by, refusal));
+    if ((edit.subject !== undefined || edit.body !== undefined) && !(await applyEdit(msg, by, edit))) return undefined;
+    if (msg.signal === 'edit') return undefined;
+    const d = status.draft!;
+    const decision: Decision = { outcome: 'approved', by, version: d.version, at: msg.at };
+    await store.intakeRecordApproval(enter(mode === 'send_on_approval' ? 'SENDING' : 'CLOSING', 'APPROVED'), { draft: draft!, approver: by, contentHash: d.contentHash ?? '' });
+    return decision;
   }
 
   // ---- after the decision -------------------------------------------------------------------
 
+  async function afterDecision(decision: Decision): Promise<IntakeResult> {
+    status.decision = decision;
+    decided = true;
+    if (decision.outcome !== 'approved') {
+      const end: Stage = decision.outcome === 'rejected' ? 'REJECTED' : 'EXPIRED';
+      await closeOut(end, decision);
+      return finish(end);
+    }
+    if (mode === 'draft_only') {
+      await closeOut('APPROVED', decision);
+      return finish('APPROVED');
+    }
+    return await sendApproved(decision);
+  }
+
   async function sendApproved(decision: Decision): Promise<IntakeResult> {
     const d = status.draft!;
     try {
-      const sent = await providers.intakeSendDraft(stamp(), { version: d.version, draftId: d.draftId!, messageId: d.messageId });
+      const sent = await sender.intakeSendDraft(stamp(), { version: d.version, draftId: d.draftId!, messageId: d.messageId, contentHash: decision.contentHash });
       status.sent = { gmailMessageId: sent.gmailMessageId, at: now(), version: d.version };
+      if (sent.recorded === false) {
+        await durableStore.intakeRecordSent(stamp(), { gmailMessageId: sent.gmailMessageId, alreadySent: sent.alreadySent, version: d.version, messageId: d.messageId });
+      }
       note('send', sent.alreadySent ? 'found_sent' : 'sent', `v${d.version}`);
       await closeOut('SENT', decision, { gmailMessageId: sent.gmailMessageId });
       return finish('SENT');
     } catch (err) {
       const failure = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : undefined;
-      if (!failure || !['DraftMissing', 'DraftChanged', 'NotApproved', 'AlreadySent'].includes(failure.type ?? '')) throw err;
-      // The send step refused on its own checks: a person decides what happens next.
+      if (!failure || !SEND_REFUSALS.includes(failure.type ?? '')) throw err;
+      // The send step refused on its own checks, or cannot tell what Gmail did: a person decides what happens next.
       status.reason = `send refused: ${failure.message}`;
       note('send', 'refused', failure.message);
       await closeOut('NEEDS_HUMAN', decision, undefined, status.reason);
@@ -497,17 +676,14 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
       sent,
       taskId,
       draftId: ref?.draftId,
-      ownerId: crm?.owner?.id,
-      contactId: crm?.contact.id,
-      companyId: crm?.company?.id,
+      ownerId: crmIds?.ownerId,
+      contactId: crmIds?.contactId,
+      companyId: crmIds?.companyId,
       note: why,
     });
     note('close', end.toLowerCase());
     // Signals after the decision change nothing; they are refused on the record.
-    while (inbox.length) {
-      const msg = inbox.shift()!;
-      await refuse(msg, 'unknown', `the intake was already decided (${decision.outcome})`);
-    }
+    await refuseRemaining(`the intake was already decided (${decision.outcome})`);
   }
 
   async function fail(err: unknown): Promise<IntakeResult> {
@@ -519,8 +695,21 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
     await CancellationScope.nonCancellable(async () => {
       if (decided && status.decision?.outcome === 'approved' && status.sent) {
         // The email went out; only the close-out failed. Keep SENT, say what is missing.
-        await store.intakeRecord(enter('SENT', 'APPROVED'), { audit: { kind: 'step', action: 'close', outcome: 'incomplete', details: { reason } }, patch: { reason: `close-out incomplete: ${reason}` }, finalStage: 'SENT' });
+        await durableStore.intakeRecord(enter('SENT', 'APPROVED'), { audit: { kind: 'step', action: 'close', outcome: 'incomplete', details: { reason } }, patch: { reason: `close-out incomplete: ${reason}` }, finalStage: 'SENT' });
         return;
+      }
+      if (decided && status.decision?.outcome === 'approved' && mode === 'send_on_approval' && patched(APPROVAL_INTEGRITY)) {
+        // Only a send that provably never reached Gmail may end FAILED (which frees the re-contact window).
+        const sendState = await durableStore.intakeSendState(stamp());
+        if (sendState === 'sent' || sendState === 'sending') {
+          status.reason =
+            sendState === 'sent'
+              ? `sent; close-out incomplete: ${reason}`
+              : `the send's outcome is unknown (Gmail was asked to send; ${reason}): check Sent in Gmail before sending again`;
+          const end: Stage = sendState === 'sent' ? 'SENT' : 'NEEDS_HUMAN';
+          await durableStore.intakeRecord(enter(end, 'APPROVED'), { audit: { kind: 'step', action: 'close', outcome: 'incomplete', details: { reason: status.reason } }, patch: { reason: status.reason }, finalStage: end });
+          return;
+        }
       }
       await store.intakeRecord(enter('FAILED', gateOpen && !decided ? 'NONE' : status.approvalState), {
         audit: { kind: 'step', action: 'fail', outcome: cancelled ? 'cancelled' : 'failed', details: { reason } },
@@ -529,10 +718,10 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
       });
     });
     if (cancelled) throw err;
-    return finish(status.stage, reason);
+    return finish(status.stage, status.reason);
   }
 
-  function setDraftView(d: DraftContent, r: DraftRef | undefined, factsUsed: string[], editedBy?: string) {
+  function setDraftView(d: DraftContent, r: Pick<DraftRef, 'draftId' | 'threadId' | 'contentHash'> | undefined, factsUsed: string[], editedBy?: string) {
     status.draft = {
       version: d.version,
       subject: d.subject,
@@ -542,18 +731,13 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
       threadId: r?.threadId || d.reply?.threadId,
       replying: Boolean(d.reply),
       factsUsed,
+      to: d.to,
+      from: d.from,
+      ...(d.reply ? { reply: d.reply } : {}),
+      ...(r?.contentHash ? { contentHash: r.contentHash } : {}),
       ...(editedBy ? { editedBy } : {}),
     };
   }
-}
-
-/** A trimmed non-empty string, or undefined; `collapse` folds whitespace (names, reasons). */
-function text(value: unknown, collapse = true): string | undefined {
-  if (typeof value !== 'string') return undefined;
-  // NUL cannot be stored in PostgreSQL text; nothing a person types needs it.
-  const clean = value.replace(/\u0000/g, '');
-  const t = collapse ? clean.replace(/\s+/g, ' ').trim() : clean.trim();
-  return t ? t.slice(0, collapse ? 500 : 5000) : undefined;
 }
 
 function describeFailure(err: unknown): string {

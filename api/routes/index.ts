@@ -1,5 +1,6 @@
 import type { ApiDeps } from '../deps.js';
 import type { AnyRoute } from '../route.js';
+import { approverRoutes } from './approvers.js';
 import { harvestRoutes } from './harvests.js';
 import { keyRoutes } from './keys.js';
 import { prospectRoutes } from './prospects.js';
@@ -16,5 +17,6 @@ export function allRoutes(deps: ApiDeps): AnyRoute[] {
     ...harvestRoutes(deps),
     ...signalRoutes(deps),
     ...keyRoutes(deps),
+    ...approverRoutes(deps),
   ];
 }

@@ -42,6 +42,7 @@ const ApiKeyView = z
     id: z.string(),
     prefix: z.string().describe('Public part of the key (pk_<env>_<prefix>_…), safe to log'),
     name: z.string(),
+    identity: z.string().describe('Whom the key acts for: a person\'s email (decides on drafts as that approver) or service:<key id>'),
     scopes: z.array(z.enum(SCOPES)),
     status: z.enum(['active', 'expired', 'revoked']),
     rateLimit: z.string().nullable(),
@@ -65,6 +66,7 @@ const KeyParams = z.object({ id: z.string().regex(/^key_[0-9a-f]{12}$/, 'expecte
 const CreateBody = z
   .object({
     name: z.string().trim().min(1).max(100),
+    identity: z.string().max(320).optional().describe('The email address of the person the key belongs to; without it, a service key that cannot decide on drafts'),
     scopes: z.array(z.enum(SCOPES)).min(1),
     expiresIn: duration('Lifetime of the key').optional(),
     expiresAt: timestamp.optional(),
@@ -107,7 +109,7 @@ export function keyRoutes(deps: ApiDeps): AnyRoute[] {
       async handler({ body, caller }) {
         const s = await store();
         const expiresAt = body.expiresAt ? new Date(body.expiresAt) : body.expiresIn !== undefined ? new Date(s.now().getTime() + body.expiresIn) : null;
-        const { key, plaintext } = await guard(() => s.create({ name: body.name, scopes: body.scopes, expiresAt, rateLimit: body.rateLimit ?? null, actor: actor(caller) }));
+        const { key, plaintext } = await guard(() => s.create({ name: body.name, identity: body.identity, scopes: body.scopes, expiresAt, rateLimit: body.rateLimit ?? null, actor: actor(caller) }));
         return { status: 201, headers: NO_STORE, body: { ...view(key, s.now()), key: plaintext } };
       },
     }),
@@ -185,6 +187,7 @@ function view(k: ApiKey, now: Date): z.infer<typeof ApiKeyView> {
     id: k.id,
     prefix: k.prefix,
     name: k.name,
+    identity: k.identity,
     scopes: k.scopes,
     status: statusOf(k, now),
     rateLimit: k.rateLimit,

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Request } from 'express';
 import type pg from 'pg';
-import { WorkflowNotFoundError } from '@temporalio/client';
 import { z } from 'zod';
+import { DECISION_ACTIONS, type DecisionAction } from '../../lib/approval-token.js';
+import { deploymentSends } from '../../lib/send-policy.js';
 import {
   APPROVAL_STATES,
   durationMs,
@@ -10,15 +11,9 @@ import {
   intakeWorkflowId,
   normaliseEmail,
   SEND_MODES,
-  SIGNAL_NAMES,
   STAGES,
-  STATUS_QUERY,
-  type ApprovePayload,
-  type EditPayload,
   type IntakeInput,
-  type IntakeStatus,
   type LeadInput,
-  type RejectPayload,
   type SendMode,
 } from '../../lib/prospect.js';
 import { TASK_QUEUES } from '../../lib/search-attributes.js';
@@ -26,7 +21,8 @@ import type { ApiDeps } from '../deps.js';
 import { outboxWriter, storeSubmissions, submissionSignal, type QueuedSubmission } from '../intake-outbox.js';
 import { stepDuration } from '../metrics.js';
 import { HttpProblem, problems } from '../problem.js';
-import { defineRoute, type AnyRoute, type Caller } from '../route.js';
+import { defineRoute, type AnyRoute } from '../route.js';
+import { liveStatus, prepareDecision, prospectRow, sendDecision, temporalCommand, type DecisionInput } from '../services/decisions.js';
 
 /**
  * Prospects: submit a lead (stored in the intake outbox, started by the
@@ -168,12 +164,10 @@ const Signalled = z
 
 const WaitQuery = z.object({ wait: z.enum(['true', 'false']).optional().describe('Wait up to 10 s for the workflow to apply the signal') });
 
-const approver = noNul(z.string().trim().min(1).max(200)).optional().describe('Who decides; defaults to the API key name');
-
+/** The approver is never named in a request: it is the identity the API key belongs to. */
 const ApproveBody = z
   .object({
     version: z.number().int().min(1).describe('The draft version the approver saw'),
-    approver,
     reason: text(1000).optional(),
     subject: text(200).optional().describe('Edit-then-approve: the new subject'),
     body: z.string().max(5000).transform((v) => v.replace(NUL, '')).optional().describe('Edit-then-approve: the new body'),
@@ -182,7 +176,7 @@ const ApproveBody = z
   .meta({ id: 'ApproveRequest' });
 
 const RejectBody = z
-  .object({ reason: noNul(z.string().trim().min(1).max(1000)), approver, version: z.number().int().min(1).optional() })
+  .object({ reason: noNul(z.string().trim().min(1).max(1000)), version: z.number().int().min(1).optional() })
   .strict()
   .meta({ id: 'RejectRequest' });
 
@@ -191,12 +185,37 @@ const EditBody = z
     version: z.number().int().min(1),
     subject: text(200).optional(),
     body: z.string().max(5000).transform((v) => v.replace(NUL, '')).optional(),
-    editor: approver,
     reason: text(1000).optional(),
   })
   .strict()
   .refine((b) => b.subject !== undefined || b.body !== undefined, { message: 'an edit needs a subject or a body', path: ['body'] })
   .meta({ id: 'EditRequest' });
+
+const TokenBody = z
+  .object({
+    action: z.enum(DECISION_ACTIONS).describe('The decision the token carries'),
+    version: z.number().int().min(1).optional().describe('The draft version reviewed (approve, edit)'),
+    reason: text(1000).optional(),
+    subject: text(200).optional(),
+    body: z.string().max(5000).transform((v) => v.replace(NUL, '')).optional(),
+  })
+  .strict()
+  .refine((b) => b.action === 'reject' || b.version !== undefined, { message: 'approve and edit need the draft version', path: ['version'] })
+  .refine((b) => b.action !== 'edit' || b.subject !== undefined || b.body !== undefined, { message: 'an edit needs a subject or a body', path: ['body'] })
+  .meta({ id: 'ApprovalTokenRequest' });
+
+const IssuedToken = z
+  .object({
+    id: z.string(),
+    action: z.enum(DECISION_ACTIONS),
+    approver: z.string().describe('Your API key\'s identity: the only approver the token can name'),
+    token: z.string(),
+    expiresAt: timestamp,
+    contentHash: z.string().describe('SHA-256 of exactly the content the decision binds (recipients, subject, body, thread headers)'),
+    signal: z.object({ name: z.enum(DECISION_ACTIONS), input: z.record(z.string(), z.unknown()) }).describe('The signal to send from any Temporal client'),
+    command: z.string().describe('The same as a `temporal workflow signal` command line'),
+  })
+  .meta({ id: 'ApprovalToken' });
 
 const ListQuery = z.object({
   stage: z
@@ -247,8 +266,8 @@ export async function submitLead(
   const email = normaliseEmail(lead.email);
   if (!email.ok) throw problems.badRequest(`email: ${email.reason}`);
   const mode = options.mode ?? deps.config.outreach.sendMode;
-  if (mode === 'send_on_approval' && deps.config.env === 'production' && deps.config.outreach.sendMode !== 'send_on_approval') {
-    throw new HttpProblem({ title: 'Forbidden', status: 403, detail: 'send_on_approval is not enabled on this deployment (SEND_MODE=draft_only)' });
+  if (mode === 'send_on_approval' && !deploymentSends(deps.config)) {
+    throw new HttpProblem({ title: 'Forbidden', status: 403, detail: 'send_on_approval is not enabled on this deployment (SEND_MODE=draft_only): an intake may only narrow the deployment\'s mode' });
   }
   const id = randomUUID();
   const submission: QueuedSubmission = {
@@ -320,11 +339,6 @@ function workflowIdOf(id: string): string {
   return email.ok ? intakeWorkflowId(email.email) : id;
 }
 
-async function readRow(deps: ApiDeps, id: string) {
-  const { rows } = await deps.pool.query('SELECT * FROM prospects WHERE id = $1', [id]);
-  return rows[0] as Record<string, any> | undefined;
-}
-
 function encodeCursor(at: string, id: string): string {
   return Buffer.from(JSON.stringify([at, id])).toString('base64url');
 }
@@ -341,39 +355,12 @@ function decodeCursor(cursor: string): [string, string] {
   throw new HttpProblem({ title: 'Invalid request', status: 400, detail: 'query.cursor: not a cursor this API returned', errors: [{ field: 'query.cursor', message: 'not a cursor this API returned' }] });
 }
 
-async function liveStatus(deps: ApiDeps, id: string): Promise<IntakeStatus | null> {
-  try {
-    const handle = deps.temporal.workflow.getHandle(id);
-    return await deps.temporal.connection.withDeadline(Date.now() + 1_500, () => handle.query<IntakeStatus>(STATUS_QUERY));
-  } catch {
-    return null;
-  }
-}
-
 // ---- signals ---------------------------------------------------------------------------
 
 /** The request id of a signal: the Idempotency-Key header when sent (a retried call lands once). */
 function requestIdOf(req: Request): string {
   const key = req.get('idempotency-key');
   return key && /^[\w.:-]{1,100}$/.test(key) ? key : randomUUID();
-}
-
-/** Refuses early what the workflow would refuse anyway, with a 409 that says why. */
-function precheck(row: Record<string, any> | undefined, id: string, version: number | undefined): void {
-  if (!row) throw problems.notFound(`No prospect ${id}`);
-  if (row.stage !== 'AWAITING_APPROVAL') throw problems.conflict(`Prospect ${id} is not awaiting approval (stage ${row.stage})`);
-  if (version !== undefined && version !== row.draft_version) {
-    throw new HttpProblem({ title: 'Conflict', status: 409, detail: `Draft version ${version} is stale: the current version is ${row.draft_version}. Review it and decide on that one.`, currentVersion: row.draft_version });
-  }
-}
-
-async function signal(deps: ApiDeps, id: string, name: string, payload: unknown): Promise<void> {
-  try {
-    await deps.temporal.workflow.getHandle(id).signal(name, payload);
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) throw problems.conflict(`The intake for ${id} is no longer running`);
-    throw temporalUnavailable(err);
-  }
 }
 
 const OUTCOMES: Record<string, string[]> = { approve: ['approve'], reject: ['reject'], edit: ['edit'] };
@@ -392,8 +379,6 @@ async function awaitOutcome(deps: ApiDeps, id: string, requestId: string, action
   }
   return { outcome: null, reason: null };
 }
-
-const decider = (given: string | undefined, caller: Caller | undefined) => given ?? (caller ? `api-key:${caller.name}` : 'api');
 
 async function answer(deps: ApiDeps, id: string, requestId: string, action: string, wait: boolean) {
   const result = wait ? await awaitOutcome(deps, id, requestId, action) : { outcome: null, reason: null };
@@ -472,8 +457,7 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
       responses: { 200: { description: 'The prospect', schema: ProspectDetail } },
       async handler({ params }) {
         const id = workflowIdOf(params.id);
-        const row = await readRow(deps, id);
-        if (!row) throw problems.notFound(`No prospect ${params.id}`);
+        const row = await prospectRow(deps, id);
         const [live, audit] = await Promise.all([
           liveStatus(deps, id),
           deps.pool.query(
@@ -498,7 +482,7 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
             slots: live?.slots ?? data.slots ?? [],
             facts: live?.facts ?? data.facts ?? [],
             decision: live?.decision ?? data.decision ?? null,
-            refusals: live?.refusals ?? data.refusals ?? [],
+            refusals: live?.refusals ?? refusalsFrom(audit.rows),
             links: { self: statusUrl(id), temporal: ui },
             live: live as Record<string, unknown> | null,
             audit: audit.rows.map((a) => ({ at: iso(a.at)!, kind: a.kind, action: a.action, outcome: a.outcome, actor: a.actor, details: a.details })),
@@ -510,11 +494,10 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
     decisionRoute(deps, {
       action: 'approve',
       operationId: 'approveProspect',
-      summary: 'Approve the draft version you reviewed (optionally with an edited subject/body: edit-then-approve)',
+      summary: 'Approve the draft version you reviewed (optionally with an edited subject/body: edit-then-approve), as your API key\'s identity',
       applied: 'outcome approved or refused',
       body: ApproveBody,
-      version: (body) => body.version,
-      payload: (body, who, requestId): ApprovePayload => ({ version: body.version, approver: decider(body.approver, who), reason: body.reason, subject: body.subject, body: body.body, requestId }),
+      decision: (b) => ({ action: 'approve', version: b.version, reason: b.reason, edit: editOf(b) }),
     }),
     decisionRoute(deps, {
       action: 'reject',
@@ -523,8 +506,7 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
       applied: 'outcome rejected',
       body: RejectBody,
       // Rejecting needs no version: any draft may be turned down.
-      version: () => undefined,
-      payload: (body, who, requestId): RejectPayload => ({ approver: decider(body.approver, who), reason: body.reason, version: body.version, requestId }),
+      decision: (b) => ({ action: 'reject', version: b.version, reason: b.reason }),
     }),
     decisionRoute(deps, {
       action: 'edit',
@@ -532,27 +514,66 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
       summary: 'Edit the draft version you reviewed: the Gmail draft is updated and becomes version+1',
       applied: 'outcome applied or refused',
       body: EditBody,
-      version: (body) => body.version,
-      payload: (body, who, requestId): EditPayload => ({ version: body.version, editor: decider(body.editor, who), subject: body.subject, body: body.body, reason: body.reason, requestId }),
+      decision: (b) => ({ action: 'edit', version: b.version, reason: b.reason, edit: editOf(b) }),
+    }),
+
+    defineRoute({
+      method: 'post',
+      path: '/prospects/:id/approval-token',
+      operationId: 'issueApprovalToken',
+      summary: 'A signed approval token for one decision by you, to send as a raw Temporal signal (required in production)',
+      tags: ['approvals'],
+      auth: { scope: 'approvals:write' },
+      params: IdParams,
+      body: TokenBody,
+      responses: { 200: { description: 'The token, the signal that carries it and the `temporal` command line', schema: IssuedToken } },
+      async handler({ params, body, caller }) {
+        const id = workflowIdOf(params.id);
+        const prepared = await prepareDecision(deps, id, caller, { action: body.action, version: body.version, reason: body.reason, edit: editOf(body) });
+        return {
+          headers: { 'cache-control': 'no-store' },
+          body: {
+            id,
+            action: body.action,
+            approver: prepared.approver,
+            token: prepared.token,
+            expiresAt: prepared.expiresAt,
+            contentHash: prepared.contentHash,
+            signal: { name: body.action, input: prepared.payload },
+            command: temporalCommand(prepared, body.action, deps.config.temporal.namespace),
+          },
+        };
+      },
     }),
   ];
 }
 
+const editOf = (b: { subject?: string; body?: string }) =>
+  b.subject !== undefined || b.body !== undefined ? { ...(b.subject !== undefined ? { subject: b.subject } : {}), ...(b.body !== undefined ? { body: b.body } : {}) } : undefined;
+
+/** Refusals from the audit trail, newest last, when the workflow cannot be asked. */
+function refusalsFrom(rows: { at: unknown; action: string; outcome: string; actor: string; details: Record<string, any> }[]) {
+  return rows
+    .filter((a) => a.outcome === 'refused')
+    .slice(-20)
+    .map((a) => ({ at: iso(a.at), signal: a.action, by: a.actor, version: a.details?.version ?? undefined, reason: a.details?.reason ?? '', requestId: a.details?.requestId ?? undefined }));
+}
+
 /**
- * One operator decision on a waiting draft (approve, reject, edit): refused
- * early with a 409 when the workflow would refuse it, else delivered as the
- * signal of that name; with ?wait=true answered once the workflow applied it.
+ * One operator decision on a waiting draft (approve, reject, edit), taken as
+ * the caller's identity: refused early with the reason (403 not an approver,
+ * 409 stale or decided, 422 bad edit), else signed and delivered as the signal
+ * of that name; with ?wait=true answered once the workflow applied it.
  */
 function decisionRoute<B>(
   deps: IntakeApiDeps,
   d: {
-    action: keyof typeof SIGNAL_NAMES;
+    action: DecisionAction;
     operationId: string;
     summary: string;
     applied: string;
     body: z.ZodType<B>;
-    version: (body: B) => number | undefined;
-    payload: (body: B, caller: Caller | undefined, requestId: string) => unknown;
+    decision: (body: B) => DecisionInput;
   },
 ): AnyRoute {
   return defineRoute({
@@ -571,9 +592,8 @@ function decisionRoute<B>(
     },
     async handler({ params, body, query, caller, req }) {
       const id = workflowIdOf(params.id);
-      precheck(await readRow(deps, id), id, d.version(body));
-      const requestId = requestIdOf(req);
-      await signal(deps, id, SIGNAL_NAMES[d.action], d.payload(body, caller, requestId));
+      const prepared = await prepareDecision(deps, id, caller, d.decision(body));
+      const requestId = await sendDecision(deps, prepared, d.action, requestIdOf(req));
       return answer(deps, id, requestId, d.action, query.wait === 'true');
     },
   }) as AnyRoute;

@@ -103,7 +103,7 @@ function authenticate(route: AnyRoute, scope: Scope, deps: SecurityMiddlewareDep
     }
     audit.decision = 'allow';
     audit.keyRateLimit = key.rateLimit;
-    res.locals.caller = { keyId: key.id, name: key.name, scopes: key.scopes } satisfies Caller;
+    res.locals.caller = { keyId: key.id, name: key.name, identity: key.identity, scopes: key.scopes } satisfies Caller;
     next();
   };
 }

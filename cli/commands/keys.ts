@@ -17,19 +17,20 @@ export function register(program: Command, ctx: CliContext): void {
     .command('create')
     .description('Create an API key; it is printed once and never stored in plain text')
     .requiredOption('-n, --name <name>', 'who or what the key is for, e.g. "hubspot-sync"')
+    .option('-i, --identity <email>', "the person the key belongs to; decisions made with it are theirs (see `prospector approvers`). Without it: a service key")
     .requiredOption('-s, --scopes <scopes>', `comma-separated: ${SCOPES.join(', ')}`)
     .option('-e, --expires-in <duration>', 'lifetime, e.g. 90d (default: no expiry)')
     .option('-r, --rate-limit <limit>', 'requests per window across routes for this key, e.g. 5000/1m')
     .option('--json', 'print JSON')
-    .action(async (opts: { name: string; scopes: string; expiresIn?: string; rateLimit?: string; json?: boolean }) => {
+    .action(async (opts: { name: string; identity?: string; scopes: string; expiresIn?: string; rateLimit?: string; json?: boolean }) => {
       const store = await keyStore(ctx);
       const expiresAt = opts.expiresIn ? new Date(Date.now() + durationMs(opts.expiresIn, '--expires-in')) : null;
       const { key, plaintext } = await run(() =>
-        store.create({ name: opts.name, scopes: opts.scopes.split(','), expiresAt, rateLimit: opts.rateLimit ?? null, actor: actor() }),
+        store.create({ name: opts.name, identity: opts.identity, scopes: opts.scopes.split(','), expiresAt, rateLimit: opts.rateLimit ?? null, actor: actor() }),
       );
       if (opts.json) return print(JSON.stringify({ ...key, status: statusOf(key, new Date()), key: plaintext }, null, 2));
       print(plaintext);
-      note(`Created ${key.id} (${key.name}; scopes ${key.scopes.join(', ')}${key.expiresAt ? `; expires ${key.expiresAt.toISOString()}` : ''}).`);
+      note(`Created ${key.id} (${key.name}, for ${key.identity}; scopes ${key.scopes.join(', ')}${key.expiresAt ? `; expires ${key.expiresAt.toISOString()}` : ''}).`);
       note('This is the only time the key is shown: store it now.');
     });
 
@@ -110,12 +111,13 @@ function table(list: ApiKey[], now: Date): string {
   const rows = list.map((k) => [
     k.id,
     k.name,
+    k.identity,
     statusOf(k, now),
     k.scopes.join(','),
     k.expiresAt ? k.expiresAt.toISOString().slice(0, 16).replace('T', ' ') : '-',
     k.lastUsedAt ? `${ms(Math.max(0, now.getTime() - k.lastUsedAt.getTime()))} ago` : 'never',
   ]);
-  const header = ['ID', 'NAME', 'STATUS', 'SCOPES', 'EXPIRES (UTC)', 'LAST USED'];
+  const header = ['ID', 'NAME', 'IDENTITY', 'STATUS', 'SCOPES', 'EXPIRES (UTC)', 'LAST USED'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }

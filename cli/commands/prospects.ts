@@ -83,6 +83,22 @@ async function waitForRun(ctx: CliContext, id: string, seconds: number): Promise
   }
 }
 
+interface IssuedToken {
+  id: string;
+  action: string;
+  approver: string;
+  token: string;
+  expiresAt: string;
+  command: string;
+}
+
+/** The token alone on stdout (for scripts), the ready command on stderr for a person. */
+function printToken(t: IssuedToken, asJson?: boolean): void {
+  if (asJson) return json(t);
+  print(t.token);
+  process.stderr.write(`Signed for ${t.action} of ${t.id} by ${t.approver}, valid until ${t.expiresAt}. Send it from any Temporal client:\n  ${t.command}\n`);
+}
+
 /** What a signal did, when the API waited for it; refusals are errors (exit 1). */
 function outcome(result: { outcome: string | null; reason: string | null; requestId: string; id: string }, done: string): void {
   if (result.outcome === null) return print(`Sent; the workflow has not applied it yet (request ${result.requestId}). Check: prospector prospects show ${result.id}`);
@@ -181,22 +197,18 @@ export function register(program: Command, ctx: CliContext): void {
 
   prospects
     .command('approve <id>')
-    .description('approve the draft version you reviewed; with --subject/--body-file it is edit-then-approve')
+    .description('approve the draft version you reviewed, as your API key\'s identity; with --subject/--body-file it is edit-then-approve')
     .requiredOption('--draft-version <n>', 'the draft version you reviewed (see `prospects show`)', positiveInt('--draft-version'))
-    .option('--approver <name>', 'who approves (default: the API key name)')
     .option('--reason <text>', 'why (kept in the audit trail)')
     .option('--subject <subject>', 'edited subject')
     .option('--body-file <file>', 'edited body from a file (- for stdin)')
+    .option('--token-only', 'print a signed approval token and the `temporal` command that sends it, instead of deciding now')
     .option('--no-wait', 'return once the signal is delivered')
     .option('--json', 'print JSON')
-    .action(async (id: string, o: { draftVersion: number; approver?: string; reason?: string; subject?: string; bodyFile?: string; wait: boolean; json?: boolean }) => {
-      const result = await ctx.api<any>('POST', `${path(id, 'approve')}${o.wait ? '?wait=true' : ''}`, {
-        version: o.draftVersion,
-        approver: o.approver,
-        reason: o.reason,
-        subject: o.subject,
-        body: readText(o.bodyFile),
-      });
+    .action(async (id: string, o: { draftVersion: number; reason?: string; subject?: string; bodyFile?: string; tokenOnly?: boolean; wait: boolean; json?: boolean }) => {
+      const body = { version: o.draftVersion, reason: o.reason, subject: o.subject, body: readText(o.bodyFile) };
+      if (o.tokenOnly) return printToken(await ctx.api<IssuedToken>('POST', path(id, 'approval-token'), { action: 'approve', ...body }), o.json);
+      const result = await ctx.api<any>('POST', `${path(id, 'approve')}${o.wait ? '?wait=true' : ''}`, body);
       if (o.json) return json(result);
       outcome(result, `Approved ${id}.`);
     });
@@ -207,12 +219,14 @@ export function register(program: Command, ctx: CliContext): void {
     .requiredOption('--draft-version <n>', 'the draft version you reviewed', positiveInt('--draft-version'))
     .option('--subject <subject>', 'new subject')
     .option('--body-file <file>', 'new body from a file (- for stdin)')
-    .option('--editor <name>', 'who edits (default: the API key name)')
+    .option('--token-only', 'print a signed token and the `temporal` command for this edit, instead of editing now')
     .option('--no-wait', 'return once the signal is delivered')
     .option('--json', 'print JSON')
-    .action(async (id: string, o: { draftVersion: number; subject?: string; bodyFile?: string; editor?: string; wait: boolean; json?: boolean }) => {
+    .action(async (id: string, o: { draftVersion: number; subject?: string; bodyFile?: string; tokenOnly?: boolean; wait: boolean; json?: boolean }) => {
       if (o.subject === undefined && o.bodyFile === undefined) throw new CliError('nothing to edit: give --subject and/or --body-file');
-      const result = await ctx.api<any>('POST', `${path(id, 'edit')}${o.wait ? '?wait=true' : ''}`, { version: o.draftVersion, subject: o.subject, body: readText(o.bodyFile), editor: o.editor });
+      const body = { version: o.draftVersion, subject: o.subject, body: readText(o.bodyFile) };
+      if (o.tokenOnly) return printToken(await ctx.api<IssuedToken>('POST', path(id, 'approval-token'), { action: 'edit', ...body }), o.json);
+      const result = await ctx.api<any>('POST', `${path(id, 'edit')}${o.wait ? '?wait=true' : ''}`, body);
       if (o.json) return json(result);
       outcome(result, `Edit applied: the draft is now version ${o.draftVersion + 1}.`);
     });
@@ -221,11 +235,12 @@ export function register(program: Command, ctx: CliContext): void {
     .command('reject <id>')
     .description('reject the draft: the intake ends REJECTED and the Gmail draft is deleted')
     .requiredOption('--reason <text>', 'why (kept in the audit trail and the HubSpot note)')
-    .option('--approver <name>', 'who rejects (default: the API key name)')
+    .option('--token-only', 'print a signed token and the `temporal` command for this rejection, instead of rejecting now')
     .option('--no-wait', 'return once the signal is delivered')
     .option('--json', 'print JSON')
-    .action(async (id: string, o: { reason: string; approver?: string; wait: boolean; json?: boolean }) => {
-      const result = await ctx.api<any>('POST', `${path(id, 'reject')}${o.wait ? '?wait=true' : ''}`, { reason: o.reason, approver: o.approver });
+    .action(async (id: string, o: { reason: string; tokenOnly?: boolean; wait: boolean; json?: boolean }) => {
+      if (o.tokenOnly) return printToken(await ctx.api<IssuedToken>('POST', path(id, 'approval-token'), { action: 'reject', reason: o.reason }), o.json);
+      const result = await ctx.api<any>('POST', `${path(id, 'reject')}${o.wait ? '?wait=true' : ''}`, { reason: o.reason });
       if (o.json) return json(result);
       outcome(result, `Rejected ${id}.`);
     });

@@ -47,6 +47,8 @@ import type { ErrorKind, ProviderContext, ProviderModule, WireError } from '../t
  *                   ageDays?|ageHours?|date?, messageId?, labelIds?, headers?}]} -> {threadId, messages:[{id, messageId}]}
  *   POST /busy      add busy blocks: {calendarId?, blocks:[{start, end, summary?}]} -> {calendarId, blocks}
  *   POST /revoke    {refreshToken}: later refreshes with it get invalid_grant
+ *   POST /settings  {searchLagMs}: messages written (created, updated, sent) stay out of `q`
+ *                   searches this long, as Gmail's index lags writes; direct reads see them at once
  */
 
 // ---- state ------------------------------------------------------------------
@@ -71,6 +73,8 @@ export interface GmailMessage {
   /** Plain-text body: the text/plain part, else the HTML part stripped. */
   text: string;
   hasAttachment: boolean;
+  /** When search can first see it (settings.searchLagMs after a write); absent: at once. */
+  indexedAt?: number;
 }
 
 export interface GmailDraft {
@@ -117,6 +121,8 @@ export interface GoogleState {
   drafts: GmailDraft[];
   calendars: SandboxCalendar[];
   events: CalendarEvent[];
+  /** Gmail's search index lags writes: a message written now is missing from `q` searches this long. */
+  settings?: { searchLagMs: number };
 }
 
 interface SeedMessage {
@@ -729,9 +735,11 @@ function selectMessages(ctx: Ctx, mailbox: string, query: Request['query'], pool
   const withSpamTrash = query.includeSpamTrash === 'true' || /\bin:(trash|spam|anywhere)\b/i.test(q);
   const tree = parseQuery(q);
   const now = ctx.now();
+  const searching = q.trim() !== '';
   const selected = (pool ?? ctx.state.messages).filter(
     (m) =>
       m.mailbox === mailbox &&
+      (!searching || (m.indexedAt ?? 0) <= now) &&
       (withSpamTrash || !m.labelIds.some((l) => l === 'SPAM' || l === 'TRASH')) &&
       labelIds.every((l) => m.labelIds.includes(l)) &&
       evaluate(tree, m, now),
@@ -878,6 +886,7 @@ function addMessage(ctx: Ctx, mailbox: string, bytes: Buffer, threadId: string |
     internalDate: ctx.now(),
     bytes,
   });
+  message.indexedAt = ctx.now() + (ctx.state.settings?.searchLagMs ?? 0);
   ctx.changed();
   return message;
 }
@@ -935,6 +944,7 @@ function sendDraft(ctx: Ctx, mailbox: string, body: { id?: unknown; message?: Me
     labelIds: ['SENT', ...message.labelIds.filter((l) => l !== 'DRAFT' && l !== 'SENT')],
     internalDate: ctx.now(),
     historyId: runtimeIds(ctx).history(),
+    indexedAt: ctx.now() + (ctx.state.settings?.searchLagMs ?? 0),
   });
   ctx.state.drafts.splice(ctx.state.drafts.indexOf(draft), 1);
   ctx.changed();
@@ -1444,6 +1454,13 @@ function controlRoutes(router: Router, ctx: Ctx) {
     cal.blocks.push(...blocks.map((b) => ({ start: new Date(b.start).toISOString(), end: new Date(b.end).toISOString(), ...(b.summary ? { summary: b.summary } : {}) })));
     ctx.changed();
     res.status(201).json({ calendarId: cal.id, blocks: cal.blocks });
+  });
+  router.post('/settings', (req, res) => {
+    const lag = Number(req.body?.searchLagMs ?? 0);
+    if (!Number.isInteger(lag) || lag < 0) return void res.status(400).json({ error: 'searchLagMs must be a non-negative integer' });
+    ctx.state.settings = { searchLagMs: lag };
+    ctx.changed();
+    res.json(ctx.state.settings);
   });
   router.post('/revoke', (req, res) => {
     const token = req.body?.refreshToken;

@@ -22,7 +22,8 @@ export interface ProspectsApi {
   dispatcher: IntakeDispatcher | undefined;
   /** The run a submission was dispatched to, once the dispatcher started (or joined) it. */
   runOf(submissionId: string, timeoutMs?: number): Promise<{ workflowId: string; runId: string; outcome: 'started' | 'attached' }>;
-  key(scopes: Scope[]): Promise<string>;
+  /** A key with these scopes; with an identity, it acts for that person (register them as an approver to decide). */
+  key(scopes: Scope[], identity?: string): Promise<string>;
   call<T = any>(method: string, path: string, options?: { key?: string; body?: unknown; headers?: Record<string, string>; raw?: string }): Promise<{ status: number; body: T; headers: Headers }>;
   close(): Promise<void>;
 }
@@ -60,8 +61,8 @@ export async function startProspectsApi(o: ProspectsApiOptions): Promise<Prospec
         await new Promise((r) => setTimeout(r, 50));
       }
     },
-    async key(scopes) {
-      return (await store.create({ name: `test ${scopes.join(' ')}`, scopes, actor: 'test' })).plaintext;
+    async key(scopes, identity) {
+      return (await store.create({ name: `test ${scopes.join(' ')}`, identity, scopes, actor: 'test' })).plaintext;
     },
     async call(method, path, options = {}) {
       const res = await fetch(`${url}${path}`, {

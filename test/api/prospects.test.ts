@@ -4,7 +4,7 @@ import { loadConfig, type Config } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
-import { uniqueLead, waitForReadModel, waitForStage } from '../workflow/intake-helpers.js';
+import { registerApprovers, uniqueLead, waitForReadModel, waitForStage } from '../workflow/intake-helpers.js';
 import { startProspectsApi, type ProspectsApi } from './prospects-api.js';
 
 /**
@@ -26,6 +26,7 @@ describe('prospects API', () => {
   let writer: string;
   let reader: string;
   let approver: string;
+  let stranger: string;
   let admin: string;
   const taskQueue = uniqueTaskQueue('intake-api');
 
@@ -37,7 +38,14 @@ describe('prospects API', () => {
     config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } });
     worker = await testWorker(temporal, createActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }), taskQueue);
     api = await startProspectsApi({ config, pool: db.pool, temporal: temporal.client, taskQueue });
-    [writer, reader, approver, admin] = await Promise.all([api.key(['prospects:write']), api.key(['prospects:read']), api.key(['approvals:write']), api.key(['admin'])]);
+    [writer, reader, approver, stranger, admin] = await Promise.all([
+      api.key(['prospects:write']),
+      api.key(['prospects:read']),
+      api.key(['approvals:write'], 'ana@prospector.example'),
+      api.key(['approvals:write'], 'mallory@prospector.example'),
+      api.key(['admin']),
+    ]);
+    await registerApprovers(db.pool, ['ana@prospector.example']);
   });
 
   afterAll(async () => {
@@ -112,19 +120,29 @@ describe('prospects API', () => {
     expect((await api.call('GET', '/v1/prospects/prospect-nobody@nowhere.example', { key: reader })).status).toBe(404);
   });
 
-  it('approve / edit / reject are signals: stale versions get 409, ?wait=true returns what the workflow did', async () => {
+  it('approve / edit / reject are signed signals in the key\'s identity: strangers get 403, stale versions 409, ?wait=true returns what the workflow did', async () => {
     const [a, b] = await Promise.all([submit(uniqueLead()), submit(uniqueLead(), writer)]);
     await Promise.all([awaiting(a.body.id), awaiting(b.body.id)]);
     const path = (id: string, action: string, wait = true) => `/v1/prospects/${encodeURIComponent(id)}/${action}${wait ? '?wait=true' : ''}`;
 
     expect((await api.call('POST', path(a.body.id, 'approve'), { key: reader, body: { version: 1 } })).status).toBe(403);
-    const edited = await api.call('POST', path(a.body.id, 'edit'), { key: approver, body: { version: 1, subject: 'Shorter subject', editor: 'ana' } });
+    // A key that belongs to someone who is not a registered approver cannot decide, and nobody can name another approver.
+    const strange = await api.call('POST', path(a.body.id, 'approve'), { key: stranger, body: { version: 1 } });
+    expect(strange.status).toBe(403);
+    expect(strange.body.detail).toMatch(/acts for mallory@prospector\.example: mallory@prospector\.example is not a registered approver/);
+    const named = await api.call('POST', path(a.body.id, 'approve'), { key: stranger, body: { version: 1, approver: 'ana@prospector.example' } });
+    expect(named.status).toBe(400);
+    expect(JSON.stringify(named.body.errors)).toMatch(/approver/);
+
+    const edited = await api.call('POST', path(a.body.id, 'edit'), { key: approver, body: { version: 1, subject: 'Shorter subject' } });
     expect(edited).toMatchObject({ status: 200, body: { outcome: 'applied', accepted: true } });
     const stale = await api.call('POST', path(a.body.id, 'approve'), { key: approver, body: { version: 1 } });
     expect(stale.status).toBe(409);
     expect(stale.body).toMatchObject({ currentVersion: 2 });
     expect(stale.body.detail).toMatch(/version 1 is stale: the current version is 2/);
     expect((await api.call('POST', path(a.body.id, 'edit'), { key: approver, body: { version: 2 } })).body.errors[0].field).toBe('body.body');
+    const badEdit = await api.call('POST', path(a.body.id, 'edit'), { key: approver, body: { version: 2, body: 'See https://evil.example now' } });
+    expect(badEdit).toMatchObject({ status: 422, body: { problems: expect.arrayContaining(['body contains a link']) } });
 
     const approved = await api.call('POST', path(a.body.id, 'approve'), { key: approver, body: { version: 2, reason: 'ok' }, headers: { 'idempotency-key': 'approve-a-1' } });
     expect(approved).toMatchObject({ status: 200, body: { outcome: 'approved', requestId: 'approve-a-1' } });
@@ -133,11 +151,66 @@ describe('prospects API', () => {
     expect(after.status).toBe(409);
     expect(after.body.detail).toMatch(/not awaiting approval \(stage APPROVED\)/);
     const approvedRow = (await api.call('GET', `/v1/prospects/${encodeURIComponent(a.body.id)}`, { key: reader })).body;
-    expect(approvedRow.audit.find((x: { action: string }) => x.action === 'approve')).toMatchObject({ kind: 'decision', actor: 'api-key:test approvals:write', outcome: 'approved' });
+    // The decision joins to the key that made it.
+    const keyId = (await db.pool.query(`SELECT id FROM api_keys WHERE identity = 'ana@prospector.example'`)).rows[0].id;
+    expect(approvedRow.audit.find((x: { action: string }) => x.action === 'approve')).toMatchObject({
+      kind: 'decision',
+      actor: 'ana@prospector.example',
+      outcome: 'approved',
+      details: { signed: true, keyId, version: 2 },
+    });
 
-    const rejected = await api.call('POST', path(b.body.id, 'reject'), { key: approver, body: { reason: 'not a fit', approver: 'lee' } });
+    expect((await api.call('POST', path(b.body.id, 'reject'), { key: approver, body: { reason: 'not a fit', approver: 'lee' } })).status).toBe(400);
+    const rejected = await api.call('POST', path(b.body.id, 'reject'), { key: approver, body: { reason: 'not a fit' } });
     expect(rejected).toMatchObject({ status: 200, body: { outcome: 'rejected' } });
     expect((await api.call('POST', path(b.body.id, 'reject'), { key: approver, body: {} })).body.errors[0].field).toBe('body.reason');
+  });
+
+  it('issues approval tokens to approvers: a raw Temporal signal carrying one decides, a changed one is refused', async () => {
+    const a = await submit(uniqueLead());
+    await awaiting(a.body.id);
+    const tokenPath = `/v1/prospects/${encodeURIComponent(a.body.id)}/approval-token`;
+    expect((await api.call('POST', tokenPath, { key: stranger, body: { action: 'approve', version: 1 } })).status).toBe(403);
+    const issued = await api.call('POST', tokenPath, { key: approver, body: { action: 'approve', version: 1, reason: 'from a script' } });
+    expect(issued).toMatchObject({ status: 200, body: { approver: 'ana@prospector.example', signal: { name: 'approve', input: { version: 1, approver: 'ana@prospector.example' } } } });
+    expect(issued.body.command).toMatch(/^temporal workflow signal --namespace default --workflow-id '.+' --name approve --input '\{.*"token":"pat1\./);
+    const handle = temporal.client.workflow.getHandle(a.body.id);
+    // The same token with another version or approver is not this decision.
+    await handle.signal('approve', { ...issued.body.signal.input, approver: 'lee@prospector.example' });
+    await expect.poll(async () => (await api.call('GET', `/v1/prospects/${encodeURIComponent(a.body.id)}`, { key: reader })).body.refusals.length, { timeout: 15_000 }).toBe(1);
+    await handle.signal('approve', issued.body.signal.input);
+    expect(await handle.result()).toMatchObject({ stage: 'APPROVED', decision: { by: 'ana@prospector.example', signed: true } });
+    const detail = (await api.call('GET', `/v1/prospects/${encodeURIComponent(a.body.id)}`, { key: reader })).body;
+    expect(detail.refusals[0]).toMatchObject({ by: 'lee@prospector.example', reason: expect.stringMatching(/issued to ana@prospector\.example, not lee@prospector\.example/) });
+  });
+
+  it('the approver registry: admin adds, limits and removes approvers; a removed approver\'s key can no longer decide', async () => {
+    const identity = 'zoe@prospector.example';
+    const key = await api.key(['approvals:write'], identity);
+    expect((await api.call('PUT', `/v1/approvers/${identity}`, { key: approver, body: {} })).status).toBe(403);
+    expect((await api.call('PUT', '/v1/approvers/not-an-email', { key: admin, body: {} })).status).toBe(400);
+    expect((await api.call('PUT', `/v1/approvers/${identity}`, { key: admin, body: { actions: ['approve', 'delete'] } })).status).toBe(400);
+    const added = await api.call('PUT', `/v1/approvers/${identity.toUpperCase()}`, { key: admin, body: { name: 'Zoe', actions: ['reject'], domains: ['elsewhere.example'] } });
+    expect(added).toMatchObject({ status: 201, body: { identity, actions: ['reject'], domains: ['elsewhere.example'], owners: null } });
+    expect((await api.call('GET', '/v1/approvers', { key: admin })).body.items.map((x: { identity: string }) => x.identity)).toContain(identity);
+
+    const lead = uniqueLead();
+    const p = await submit(lead);
+    await awaiting(p.body.id);
+    const act = (action: string, body: unknown) => api.call('POST', `/v1/prospects/${encodeURIComponent(p.body.id)}/${action}`, { key, body });
+    expect((await act('approve', { version: 1 })).body.detail).toMatch(/may not approve drafts \(allowed: reject\)/);
+    expect((await act('reject', { reason: 'no' })).body.detail).toMatch(new RegExp(`may not decide for ${lead.email.split('@')[1]!.replace(/\./g, '\\.')}'s domain`));
+    await api.call('PUT', `/v1/approvers/${identity}`, { key: admin, body: { actions: ['reject'] } });
+    expect((await act('reject', { reason: 'no' })).status).toBe(202);
+    expect((await temporal.client.workflow.getHandle(p.body.id).result()).decision).toMatchObject({ outcome: 'rejected', by: identity });
+
+    expect((await api.call('DELETE', `/v1/approvers/${identity}`, { key: admin })).status).toBe(204);
+    expect((await api.call('DELETE', `/v1/approvers/${identity}`, { key: admin })).status).toBe(404);
+    const q = await submit(uniqueLead());
+    await awaiting(q.body.id);
+    expect((await api.call('POST', `/v1/prospects/${encodeURIComponent(q.body.id)}/reject`, { key, body: { reason: 'no' } })).status).toBe(403);
+    const audit = await db.pool.query(`SELECT action FROM audit_events WHERE kind = 'approver' AND details->>'identity' = $1 ORDER BY id`, [identity]);
+    expect(audit.rows.map((r) => r.action)).toEqual(['add', 'update', 'remove']);
   });
 
   it('suppressions and the screening policy: admin to change, readers to look; a paused or suppressed lead ends SKIPPED', async () => {

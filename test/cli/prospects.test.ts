@@ -28,7 +28,7 @@ describe('prospector prospects CLI', () => {
     worker = await testWorker(temporal, createActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }), taskQueue);
     api = await startProspectsApi({ config, pool: db.pool, temporal: temporal.client, taskQueue });
     process.env.PROSPECTOR_API_URL = api.url;
-    process.env.PROSPECTOR_API_KEY = await api.key(['admin']);
+    process.env.PROSPECTOR_API_KEY = await api.key(['admin'], 'kim@prospector.example');
   });
 
   afterAll(async () => {
@@ -63,13 +63,22 @@ describe('prospector prospects CLI', () => {
     expect(show.out).toMatch(/Draft v1: Quick idea for Newco/);
     expect(show.out).toContain(`Decide: prospector prospects approve ${id} --draft-version 1`);
 
+    // The approver is whoever the key belongs to, and only once they are in the registry.
+    expect((await cli('prospects', 'approve', id, '--draft-version', '1', '--approver', 'someone@else.example')).code).not.toBe(0);
+    const notYet = await cli('prospects', 'approve', id, '--draft-version', '1');
+    expect(notYet.err).toMatch(/403 Forbidden: .*kim@prospector\.example is not a registered approver/);
+    expect(await cli('approvers', 'add', 'Kim@Prospector.example', '--name', 'Kim Park')).toMatchObject({ code: 0, out: expect.stringMatching(/^kim@prospector\.example may approve, edit, reject\./) });
+    expect((await cli('approvers', 'list')).out).toMatch(/kim@prospector\.example\s+approve,edit,reject\s+Kim Park/);
     const stale = await cli('prospects', 'approve', id, '--draft-version', '2');
     expect(stale.code).toBe(1);
     expect(stale.err).toMatch(/409 Conflict: Draft version 2 is stale: the current version is 1/);
 
     const edit = await cli('prospects', 'edit', id, '--draft-version', '1', '--subject', 'Quick question');
     expect(edit).toMatchObject({ code: 0, out: 'Edit applied: the draft is now version 2.\n' });
-    const approve = await cli('prospects', 'approve', id, '--draft-version', '2', '--approver', 'kim@prospector.example');
+    const token = await cli('prospects', 'approve', id, '--draft-version', '2', '--token-only');
+    expect(token.out).toMatch(/^pat1\.[\w-]+\.[\w-]+\n$/);
+    expect(token.err).toMatch(/Signed for approve of .* by kim@prospector\.example, valid until .*\n  temporal workflow signal --namespace default --workflow-id /);
+    const approve = await cli('prospects', 'approve', id, '--draft-version', '2');
     expect(approve).toMatchObject({ code: 0, out: `Approved ${id}.\n` });
     // The approval is recorded at once; the close-out (task, note) follows.
     await expect.poll(async () => JSON.parse((await cli('prospects', 'show', id, '--json')).out).stage, { timeout: 15_000 }).toBe('APPROVED');
@@ -81,6 +90,8 @@ describe('prospector prospects CLI', () => {
     expect((await cli('prospects', 'reject', other.id)).code).not.toBe(0); // --reason is required
     expect(await cli('prospects', 'reject', other.id, '--reason', 'duplicate lead')).toMatchObject({ code: 0, out: `Rejected ${other.id}.\n` });
     expect((await cli('prospects', 'submit', 'nope')).err).toMatch(/400 Invalid request: body\.email: "nope" is not an email address/);
+    expect(await cli('approvers', 'remove', 'kim@prospector.example')).toMatchObject({ code: 0, out: 'Removed kim@prospector.example.\n' });
+    expect(await cli('approvers', 'remove', 'kim@prospector.example')).toMatchObject({ code: 4, err: 'error: no approver kim@prospector.example\n' });
   });
 
   it('suppress add/list/remove, pause/resume and the screening policy', async () => {

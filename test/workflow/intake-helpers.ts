@@ -1,7 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../lib/db.js';
+import type { DraftContent } from '../../lib/domain/draft.js';
 import { startIntake, type IntakeInput, type IntakeStatus, type LeadInput, type Stage } from '../../lib/prospect.js';
+import { putApprover } from '../../lib/store/approvers.js';
 import { statusQuery } from '../../workflows/intake.js';
 
 /** Shared by the intake test files: start, watch and inspect intakes. */
@@ -88,4 +90,15 @@ export async function waitForReadModel(pool: Pool, workflowId: string, stages: S
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${workflowId}: read model not in ${stages.join('|')} after ${timeoutMs} ms (stage ${row?.stage})`);
+}
+
+/** Puts these identities in the approver registry, allowed every decision. */
+export async function registerApprovers(pool: Pool, identities: string[]): Promise<void> {
+  for (const identity of identities) await putApprover(pool, { identity }, 'test');
+}
+
+/** The draft an intake shows, as the content it composes in Gmail. */
+export function draftContent(st: IntakeStatus): DraftContent {
+  const d = st.draft!;
+  return { to: d.to, from: d.from, subject: d.subject, body: d.body, messageId: d.messageId, intakeKey: st.intakeKey, version: d.version, ...(d.reply ? { reply: d.reply } : {}) };
 }

@@ -8,7 +8,7 @@ import { approveSignal } from '../../workflows/intake.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
 import { checkSentInvariants, sandboxFigures } from './fixtures/invariants.js';
 import { startWorkerProcess, writeWorkflowBundle, type ChildWorker } from './fixtures/spawn-worker.js';
-import { submit, uniqueLead, waitForStage } from './intake-helpers.js';
+import { registerApprovers, submit, uniqueLead, waitForStage } from './intake-helpers.js';
 
 /**
  * The durability invariant, small enough for CI: 10 intakes at once against a
@@ -58,6 +58,7 @@ describe('intake survives a SIGKILLed worker and a failing sandbox', () => {
     // Slower answers keep intakes in flight long enough for the kill to land mid-run.
     await sbx.addFaults({ provider: 'google', kind: 'latency', delayMs: 150 }, { provider: 'hubspot', kind: 'latency', delayMs: 150 });
 
+    await registerApprovers(db.pool, ['kill-test@prospector.example']);
     workers.push(await startWorkerProcess(env));
     const started = await Promise.all(Array.from({ length: N }, () => submit(temporal.client, env.TASK_QUEUE, uniqueLead(), { mode: 'send_on_approval' })));
 
@@ -73,7 +74,7 @@ describe('intake survives a SIGKILLed worker and a failing sandbox', () => {
     expect(atKill.sent).toBe(0);
     expect(waiting).toEqual({ drafts: N, sent: 0, tasks: N, notes: N, decisionNotes: 0 });
 
-    for (const s of started) await temporal.client.workflow.getHandle(s.workflowId).signal(approveSignal, { version: 1, approver: 'kill-test' });
+    for (const s of started) await temporal.client.workflow.getHandle(s.workflowId).signal(approveSignal, { version: 1, approver: 'kill-test@prospector.example' });
     const ends = await Promise.all(started.map((s) => temporal.client.workflow.getHandle(s.workflowId).result()));
     expect(ends.map((e) => e.stage)).toEqual(Array(N).fill('SENT'));
 

@@ -27,10 +27,9 @@ function load(file: string) {
 describe('intake workflow replay', () => {
   const files = readdirSync(DIR).filter((f) => f.endsWith('.json')).sort();
 
-  it('has committed histories for the main paths', () => {
-    expect(files).toEqual(
-      expect.arrayContaining(['draft-only-approved.json', 'send-on-approval-sent.json', 'edit-stale-approve-sent.json', 'rejected.json', 'expired.json', 'needs-human.json', 'skipped-paused.json']),
-    );
+  it('has committed histories for the main paths, from before and after the approval-integrity patch', () => {
+    const paths = ['draft-only-approved', 'send-on-approval-sent', 'edit-stale-approve-sent', 'rejected', 'expired', 'needs-human', 'skipped-paused'];
+    expect(files).toEqual(expect.arrayContaining([...paths, ...paths.map((p) => `approval-integrity-${p}`)].map((p) => `${p}.json`)));
   });
 
   it('replays every history with the current workflow code', async () => {

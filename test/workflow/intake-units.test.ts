@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { chooseSlots, slotLabel, zonedInstant } from '../../activities/calendar-slots.js';
 import { crmFacts, hubspotTimeZone } from '../../activities/crm-records.js';
-import { checkGrounding, checkGuards, contextBlock, withOptOut, OPT_OUT_LINE, type WriterContext } from '../../activities/email-writer.js';
+import { checkGrounding, contextBlock, type WriterContext } from '../../activities/email-writer.js';
+import { checkGuards, OPT_OUT_LINE, withOptOut } from '../../lib/domain/email-guards.js';
 import { parseSubmission } from '../../api/routes/webhooks.js';
 import { draftMessageId, durationMs, intakeWorkflowId, normaliseEmail, parseSuppressionPattern, suppressionCandidates } from '../../lib/prospect.js';
 

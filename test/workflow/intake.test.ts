@@ -14,8 +14,9 @@ import { ApprovalState, ProspectDomain, ProspectOwner, ProspectStage } from '../
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { approveSignal, editSignal, rejectSignal } from '../../workflows/intake.js';
+import { composeRaw } from '../../activities/gmail-drafts.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
-import { auditOf, effectsOf, status, submit, uniqueLead, waitForReadModel, waitForStage } from './intake-helpers.js';
+import { auditOf, draftContent, effectsOf, registerApprovers, status, submit, uniqueLead, waitForReadModel, waitForStage } from './intake-helpers.js';
 
 /**
  * The intake workflow on the real Temporal dev server, with a real worker,
@@ -24,6 +25,16 @@ import { auditOf, effectsOf, status, submit, uniqueLead, waitForReadModel, waitF
  */
 
 const HISTORIES = path.join(import.meta.dirname, 'histories');
+
+/**
+ * Histories recorded by this code carry the approval-integrity patch marker;
+ * the unprefixed ones in histories/ are from before it and must keep replaying.
+ */
+const HISTORY_PREFIX = 'approval-integrity-';
+
+/** Registered approvers; names of other people in signals are refused. */
+const who = (name: string) => `${name}@prospector.example`;
+const APPROVERS = ['ana', 'lee', 'cli-operator', 't', 'eager', 'cleanup', ...[0, 1, 2, 3, 4, 5].flatMap((i) => [`a${i}`, `e${i}`, `r${i}`])].map(who);
 const run = promisify(execFile);
 
 describe('prospect intake workflow', () => {
@@ -43,7 +54,9 @@ describe('prospect intake workflow', () => {
     [db, temporal, sb] = await Promise.all([testDatabase(), testTemporal(), testSandbox()]);
     ({ sandbox, client: sbx } = sb);
     client = temporal.client;
-    config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } });
+    // A deployment that sends on approval: intakes that must not send narrow themselves to draft_only.
+    config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url, SEND_MODE: 'send_on_approval' } });
+    await registerApprovers(db.pool, APPROVERS);
     const log = createLogger({ name: 'test', level: 'silent' });
     activities = createActivities({ config, pool: db.pool, log });
     worker = await testWorker(temporal, activities, taskQueue);
@@ -60,7 +73,7 @@ describe('prospect intake workflow', () => {
   async function saveHistory(name: string, workflowId: string) {
     if (!process.env.INTAKE_SAVE_HISTORIES) return;
     const history = await client.workflow.getHandle(workflowId).fetchHistory();
-    writeFileSync(path.join(HISTORIES, `${name}.json`), `${JSON.stringify(history)}\n`);
+    writeFileSync(path.join(HISTORIES, `${HISTORY_PREFIX}${name}.json`), `${JSON.stringify(history)}\n`);
   }
 
   const result = (workflowId: string) => client.workflow.getHandle(workflowId).result() as Promise<IntakeResult>;
@@ -71,7 +84,7 @@ describe('prospect intake workflow', () => {
   }
 
   it('draft_only: a known HubSpot contact gets a grounded draft, a task and a note; approval leaves the draft in Gmail', async () => {
-    const { workflowId, runId } = await submit(client, taskQueue, { email: 'Jane.Doe+webinar@ACME.example', name: 'Jane Doe', source: 'test' });
+    const { workflowId, runId } = await submit(client, taskQueue, { email: 'Jane.Doe+webinar@ACME.example', name: 'Jane Doe', source: 'test' }, { mode: 'draft_only' });
     expect(workflowId).toBe(intakeWorkflowId('jane.doe@acme.example'));
     const waiting = await waitForStage(client, workflowId, ['AWAITING_APPROVAL']);
 
@@ -224,13 +237,13 @@ describe('prospect intake workflow', () => {
   });
 
   it('approve with an edited body is edit-then-approve of the next version; bad edits are refused', async () => {
-    const { workflowId, runId } = await submit(client, taskQueue, uniqueLead());
+    const { workflowId, runId } = await submit(client, taskQueue, uniqueLead(), { mode: 'draft_only' });
     await waitForStage(client, workflowId, ['AWAITING_APPROVAL']);
     const handle = client.workflow.getHandle(workflowId);
-    await handle.signal(editSignal, { version: 1, editor: 'ana', body: 'See https://evil.example for details, then email x@evil.example' });
+    await handle.signal(editSignal, { version: 1, editor: who('ana'), body: 'See https://evil.example for details, then email x@evil.example' });
     await expect.poll(async () => (await status(client, workflowId)).refusals.length, { timeout: 15_000 }).toBe(1);
     expect((await status(client, workflowId)).refusals[0]!.reason).toMatch(/contains a link/);
-    await handle.signal(approveSignal, { version: 1, approver: 'ana', body: 'Hi Robin,\n\nShort and to the point: would Tuesday work for a call?\n\nSam' });
+    await handle.signal(approveSignal, { version: 1, approver: who('ana'), body: 'Hi Robin,\n\nShort and to the point: would Tuesday work for a call?\n\nSam' });
     expect(await result(workflowId)).toMatchObject({ stage: 'APPROVED', draftVersion: 2, decision: { version: 2 } });
     const [d] = (await effectsOf(sbx, runId)).drafts;
     expect(d!.body).toContain('Short and to the point');
@@ -245,7 +258,7 @@ describe('prospect intake workflow', () => {
     const fx = await effectsOf(sbx, a.runId);
     expect([fx.drafts.length, fx.tasks.length, fx.notes.length]).toEqual([1, 1, 1]);
     expect((await auditOf(db.pool, a.workflowId)).filter((x) => x.action === 'screen')).toHaveLength(1);
-    await client.workflow.getHandle(a.workflowId).signal(rejectSignal, { approver: 't', reason: 'cleanup' });
+    await client.workflow.getHandle(a.workflowId).signal(rejectSignal, { approver: who('t'), reason: 'cleanup' });
   });
 
   it('screening: suppressed, capped, paused, re-contacted and invalid leads end SKIPPED with their reason', async () => {
@@ -265,7 +278,7 @@ describe('prospect intake workflow', () => {
       expect(first.stage).toBe('AWAITING_APPROVAL');
       const second = await submit(client, taskQueue, { email: `second@${capped}` });
       expect((await result(second.workflowId)).reason).toMatch(/^domain_daily_cap: 1 intakes for capped-.* today; the cap is 1/);
-      await client.workflow.getHandle(first.workflowId).signal(rejectSignal, { approver: 't', reason: 'done' });
+      await client.workflow.getHandle(first.workflowId).signal(rejectSignal, { approver: who('t'), reason: 'done' });
       await result(first.workflowId);
       // Rejected 0 days ago: inside the 14-day re-contact window.
       const again = await submit(client, taskQueue, { email: `first@${capped}` });
@@ -283,7 +296,7 @@ describe('prospect intake workflow', () => {
       expect((await waitForStage(client, one.workflowId, ['AWAITING_APPROVAL', 'SKIPPED'])).stage).toBe('AWAITING_APPROVAL');
       const two = await submit(client, taskQueue, uniqueLead(), { sender });
       expect((await result(two.workflowId)).reason).toMatch(/^sender_daily_cap: 1 intakes for ae@prospector\.example today/);
-      await client.workflow.getHandle(one.workflowId).signal(rejectSignal, { approver: 't', reason: 'done' });
+      await client.workflow.getHandle(one.workflowId).signal(rejectSignal, { approver: who('t'), reason: 'done' });
     } finally {
       await updateSettings(db.pool, { senderDailyCap: 200 });
     }
@@ -325,7 +338,7 @@ describe('prospect intake workflow', () => {
     expect(fx.notes.map((n) => n.properties.hs_note_body)).toEqual([expect.stringMatching(/needs a human/)]);
     const writes = (await auditOf(db.pool, b.workflowId)).filter((x) => x.action === 'write');
     expect(writes.map((w) => w.outcome)).toEqual(['rejected', 'rejected']);
-    await client.workflow.getHandle(a.workflowId).signal(rejectSignal, { approver: 't', reason: 'done' });
+    await client.workflow.getHandle(a.workflowId).signal(rejectSignal, { approver: who('t'), reason: 'done' });
     await saveHistory('needs-human', b.workflowId);
   });
 
@@ -352,13 +365,13 @@ describe('prospect intake workflow', () => {
     // Still waiting for a human, and the notes reached the writer only as data.
     await new Promise((r) => setTimeout(r, 1_000));
     expect((await status(client, workflowId)).stage).toBe('AWAITING_APPROVAL');
-    await client.workflow.getHandle(workflowId).signal(rejectSignal, { approver: 't', reason: 'test over' });
+    await client.workflow.getHandle(workflowId).signal(rejectSignal, { approver: who('t'), reason: 'test over' });
     expect((await result(workflowId)).stage).toBe('REJECTED');
     expect((await effectsOf(sbx, runId)).sent).toHaveLength(0);
   });
 
   it('the real `temporal` CLI approves a draft with a plain signal and finds it by search attribute', async () => {
-    const { workflowId } = await submit(client, taskQueue, uniqueLead());
+    const { workflowId } = await submit(client, taskQueue, uniqueLead(), { mode: 'draft_only' });
     await waitForStage(client, workflowId, ['AWAITING_APPROVAL']);
     const cli = inject('temporalBinary');
     const address = ['--address', temporal.address, '--namespace', 'default'];
@@ -378,7 +391,7 @@ describe('prospect intake workflow', () => {
     const starts = await Promise.all(Array.from({ length: N }, () => submit(client, taskQueue, uniqueLead(), { mode: 'send_on_approval' })));
     // Some signals arrive before the gate opens (they must be refused), most after.
     const early = starts.slice(0, 2);
-    for (const s of early) await client.workflow.getHandle(s.workflowId).signal(approveSignal, { version: 1, approver: 'eager' });
+    for (const s of early) await client.workflow.getHandle(s.workflowId).signal(approveSignal, { version: 1, approver: who('eager') });
     await sbx.clearFaults('openai');
     await Promise.all(starts.map((s) => waitForStage(client, s.workflowId, ['AWAITING_APPROVAL'])));
     await Promise.all(
@@ -388,12 +401,12 @@ describe('prospect intake workflow', () => {
         for (let k = 0; k < steps; k++) {
           const r = rng();
           const v = 1 + Math.floor(rng() * 3); // 1..3: current, stale or future
-          if (r < 0.45) await h.signal(editSignal, { version: v, editor: `e${i}`, subject: `Subject ${i}.${k}` });
-          else if (r < 0.9) await h.signal(approveSignal, { version: v, approver: `a${i}` });
-          else await h.signal(rejectSignal, { approver: `r${i}`, reason: 'random' });
+          if (r < 0.45) await h.signal(editSignal, { version: v, editor: who(`e${i}`), subject: `Subject ${i}.${k}` });
+          else if (r < 0.9) await h.signal(approveSignal, { version: v, approver: who(`a${i}`) });
+          else await h.signal(rejectSignal, { approver: who(`r${i}`), reason: 'random' });
         }
         // Whatever is left waiting is closed out.
-        await h.signal(rejectSignal, { approver: 'cleanup', reason: 'end of test' });
+        await h.signal(rejectSignal, { approver: who('cleanup'), reason: 'end of test' });
       }),
     );
     const ends: string[] = [];
@@ -406,7 +419,7 @@ describe('prospect intake workflow', () => {
       const fx = await effectsOf(sbx, s.runId);
       const approvals = audit.filter((a) => a.action === 'approve' && a.outcome === 'approved');
       expect(approvals.length).toBeLessThanOrEqual(1);
-      if (early.includes(s)) expect(audit.find((a) => a.action === 'approve' && a.actor === 'eager')?.outcome).toBe('refused');
+      if (early.includes(s)) expect(audit.find((a) => a.action === 'approve' && a.actor === who('eager'))?.outcome).toBe('refused');
       if (end.stage === 'SENT') {
         const approval = approvals[0]!;
         // The approved version is the one current when it was approved: 1 + the edits applied before it.
@@ -428,32 +441,39 @@ describe('prospect intake workflow', () => {
     expect(refusals).toBeGreaterThan(N);
   });
 
-  it('the send activity itself refuses without a recorded approval of that exact version, or when Gmail holds other content', async () => {
+  it('the send activity itself refuses on a deployment that does not send, without an approval of that exact content, or when Gmail holds other content', async () => {
     const { workflowId, runId } = await submit(client, taskQueue, uniqueLead(), { mode: 'send_on_approval' });
     const st = await waitForStage(client, workflowId, ['AWAITING_APPROVAL']);
     const d = st.draft!;
     const stamp = { workflowId, runId, intakeKey: runId, runStartedAt: new Date().toISOString(), seq: 1000, stage: 'SENDING' as const, approvalState: 'APPROVED' as const, mode: 'send_on_approval' as const, draftVersion: 1, lead: { email: st.lead.email, domain: st.lead.domain } };
-    const send = () => activities.intakeSendDraft(stamp, { version: 1, draftId: d.draftId!, messageId: d.messageId });
+    const send = (acts = activities, contentHash = d.contentHash) => acts.intakeSendDraft(stamp, { version: 1, draftId: d.draftId!, messageId: d.messageId, contentHash });
     const sentBefore = (await sbx.get<unknown[]>('/_sandbox/google/sent')).length;
+
+    // A draft_only deployment never sends, whatever the workflow asks.
+    const draftOnly = createActivities({ config: await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } }), pool: db.pool, log: createLogger({ name: 'test', level: 'silent' }) });
+    await expect(send(draftOnly)).rejects.toMatchObject({ type: 'SendingDisabled', nonRetryable: true });
     await expect(send()).rejects.toMatchObject({ type: 'NotApproved', nonRetryable: true });
 
-    // An approval row for other content (another Message-ID) does not count either.
-    await db.pool.query(
-      `INSERT INTO intake_approvals (intake_key, version, workflow_id, run_id, approver, message_id, content_hash) VALUES ($1, 1, $2, $1, 'forger', '<other@prospector.example>', 'x')`,
-      [runId, workflowId],
-    );
+    // An approval of other content under the same version does not count either.
+    const approve = (contentHash: string) =>
+      db.pool.query(
+        `INSERT INTO intake_approvals (intake_key, version, workflow_id, run_id, approver, message_id, content_hash, field_hashes) VALUES ($1, 1, $2, $1, $3, $4, $5, $6)`,
+        [runId, workflowId, who('ana'), d.messageId, contentHash, JSON.stringify({ body: 'x' })],
+      );
+    await approve('0'.repeat(64));
     await expect(send()).rejects.toMatchObject({ type: 'NotApproved' });
-    await db.pool.query('UPDATE intake_approvals SET message_id = $2 WHERE intake_key = $1', [runId, d.messageId]);
+    await expect(send(activities, '0'.repeat(64))).rejects.toMatchObject({ type: 'DraftChanged' });
 
-    // Approved, but someone changed the draft in Gmail since: not sent.
+    // Approved, but someone changed the body in Gmail since, keeping our Message-ID: not sent, and the reason says what changed.
+    await approve(d.contentHash!);
     const { createGmail } = await import('../../activities/google.js');
     const gmail = createGmail(config.providers.google);
-    const raw = Buffer.from(`To: ${st.lead.email}\r\nSubject: changed\r\nMessage-ID: <changed@prospector.example>\r\n\r\nchanged in Gmail`).toString('base64url');
+    const raw = await composeRaw({ ...draftContent(st), body: `${d.body}\n\nP.S. 50% off if you sign today.` });
     await gmail.users.drafts.update({ userId: 'me', id: d.draftId!, requestBody: { message: { raw } } });
-    await expect(send()).rejects.toMatchObject({ type: 'DraftChanged', nonRetryable: true });
+    await expect(send()).rejects.toMatchObject({ type: 'DraftChanged', nonRetryable: true, message: expect.stringMatching(/the body differs from what/) });
     expect(await sbx.get<unknown[]>('/_sandbox/google/sent')).toHaveLength(sentBefore);
 
-    await client.workflow.getHandle(workflowId).signal(rejectSignal, { approver: 't', reason: 'test over' });
+    await client.workflow.getHandle(workflowId).signal(rejectSignal, { approver: who('t'), reason: 'test over' });
     await result(workflowId);
   });
 
@@ -470,7 +490,7 @@ describe('prospect intake workflow', () => {
       const lead = uniqueLead();
       const { workflowId, runId } = await submit(client, taskQueue, lead, { mode: 'send_on_approval' });
       await waitForStage(client, workflowId, ['AWAITING_APPROVAL']);
-      await client.workflow.getHandle(workflowId).signal(approveSignal, { version: 1, approver: 'ana' });
+      await client.workflow.getHandle(workflowId).signal(approveSignal, { version: 1, approver: who('ana') });
       expect((await result(workflowId)).stage).toBe('SENT');
       const faults = await sbx.get<{ rules: { fired: number }[] }>('/_sandbox/faults');
       expect(faults.rules.map((r) => r.fired)).toEqual([1, 1, 1, 1, 1]);

@@ -1,0 +1,49 @@
+import type pg from 'pg';
+
+/**
+ * The audit trail (`audit_events`, append-only by trigger): who did what to
+ * which intake, and how it ended. Every row goes through `appendAudit`.
+ */
+
+export interface AuditEvent {
+  /** Business key: a retried write with the same key lands on the row it already wrote. */
+  eventKey?: string;
+  workflowId?: string;
+  runId?: string;
+  actor: string;
+  kind: string;
+  action: string;
+  outcome: string;
+  details?: Record<string, unknown>;
+}
+
+export type Queryable = pg.Pool | pg.PoolClient;
+
+export async function appendAudit(db: Queryable, event: AuditEvent): Promise<void> {
+  await db.query(
+    `INSERT INTO audit_events (event_key, workflow_id, run_id, actor, kind, action, outcome, details)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (event_key) DO NOTHING`,
+    [event.eventKey ?? null, event.workflowId ?? null, event.runId ?? null, event.actor, event.kind, event.action, event.outcome, event.details ?? {}],
+  );
+}
+
+/** Several rows in one statement (refusals recorded in a batch). */
+export async function appendAuditBatch(db: Queryable, events: AuditEvent[]): Promise<void> {
+  if (!events.length) return;
+  await db.query(
+    `INSERT INTO audit_events (event_key, workflow_id, run_id, actor, kind, action, outcome, details)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
+     ON CONFLICT (event_key) DO NOTHING`,
+    [
+      events.map((e) => e.eventKey ?? null),
+      events.map((e) => e.workflowId ?? null),
+      events.map((e) => e.runId ?? null),
+      events.map((e) => e.actor),
+      events.map((e) => e.kind),
+      events.map((e) => e.action),
+      events.map((e) => e.outcome),
+      events.map((e) => JSON.stringify(e.details ?? {})),
+    ],
+  );
+}
