@@ -52,6 +52,8 @@ export interface DraftRef {
   gmailMessageId: string;
   threadId: string;
   created: boolean;
+  /** An existing draft held other content and was rewritten to this version's. */
+  rewritten?: boolean;
   /** Hash of the content the Gmail draft now holds (lib/approval-content.ts). */
   contentHash: string;
 }
@@ -189,19 +191,35 @@ export function createGmailDrafts(gmail: Gmail, pool: Pool) {
     if (!held) return undefined;
     if (held.hash === want) return { draftId, gmailMessageId: held.gmailMessageId, threadId: held.threadId, created: false, contentHash: want };
     const written = await writeDraft(d, draftId);
-    return { ...written, created: true, contentHash: want };
+    return { ...written, created: false, rewritten: true, contentHash: want };
   }
 
-  /** Sent messages carrying this Message-ID (a direct read of a known message first: search lags). */
-  async function findSent(messageId: string, knownMessageId: string | null, signal?: AbortSignal): Promise<{ state: 'sent'; id: string } | { state: 'draft' } | { state: 'not_found' }> {
-    if (knownMessageId) {
+  /**
+   * Whether a draft went out, from what Gmail can say without its lagging
+   * search index first: the draft's message itself (SENT or still DRAFT), then
+   * the draft (a sent draft no longer exists), and only then a search of Sent.
+   */
+  async function findSent(
+    messageId: string,
+    known: { draftMessageId?: string | null; draftId?: string },
+    signal?: AbortSignal,
+  ): Promise<{ state: 'sent'; id: string } | { state: 'draft' } | { state: 'not_found' }> {
+    if (known.draftMessageId) {
       try {
-        const m = await gmail.users.messages.get({ userId: 'me', id: knownMessageId, format: 'minimal' }, { signal });
+        const m = await gmail.users.messages.get({ userId: 'me', id: known.draftMessageId, format: 'minimal' }, { signal });
         const labels = m.data.labelIds ?? [];
-        if (labels.includes('SENT')) return { state: 'sent', id: m.data.id ?? knownMessageId };
+        if (labels.includes('SENT')) return { state: 'sent', id: m.data.id ?? known.draftMessageId };
         if (labels.includes('DRAFT')) return { state: 'draft' };
       } catch (err) {
         if (statusOf('google', err) !== 404) throw providerFailure('google', 'messages.get', err);
+      }
+    }
+    if (known.draftId) {
+      try {
+        await gmail.users.drafts.get({ userId: 'me', id: known.draftId, format: 'minimal' }, { signal });
+        return { state: 'draft' };
+      } catch (err) {
+        if (statusOf('google', err) !== 404) throw providerFailure('google', 'drafts.get', err);
       }
     }
     const listed = await call('google', 'messages.list', () => gmail.users.messages.list({ userId: 'me', q: `in:sent rfc822msgid:${messageId}`, maxResults: 1 }, { signal }));
@@ -310,7 +328,7 @@ export function createGmailDrafts(gmail: Gmail, pool: Pool) {
 
       /** A send row left in `sending`: what did Gmail do with it? */
       async function settleUnknown(c: Extract<ClaimResult, { kind: 'unknown' }>): Promise<ClaimResult> {
-        const found = await findSent(c.messageId, c.draftMessageId, signal);
+        const found = await findSent(c.messageId, { draftMessageId: c.draftMessageId, draftId: s.draftId }, signal);
         if (found.state === 'sent') {
           await markSent(pool, s.intakeKey, found.id);
           return c.contentHash === s.contentHash ? { kind: 'sent', gmailMessageId: found.id } : { kind: 'other_sent', version: c.version, sentAt: null };
@@ -332,7 +350,7 @@ export function createGmailDrafts(gmail: Gmail, pool: Pool) {
         const held = await readDraft(s.draftId, signal);
         if (!held) {
           // Not ours to have sent (no attempt reached drafts.send), but a person may have sent it from Gmail.
-          const found = await findSent(s.messageId, null, signal);
+          const found = await findSent(s.messageId, {}, signal);
           if (found.state === 'sent') return recordSent(found.id, true);
           throw ApplicationFailure.nonRetryable('The approved draft is no longer in Gmail and is not in Sent: Prospector did not send it (deleted in Gmail?)', 'DraftMissing');
         }

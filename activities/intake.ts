@@ -220,7 +220,7 @@ export function createIntakeActivities(deps: ActivityDeps) {
       await commitStep(
         pool,
         stamp,
-        { kind: 'step', action: 'draft', outcome: ref.created ? 'created' : 'found_existing', details: { draftId: ref.draftId, messageId: input.draft.messageId, threadId: ref.threadId, replying: Boolean(input.draft.reply) } },
+        { kind: 'step', action: 'draft', outcome: ref.created ? 'created' : ref.rewritten ? 'rewritten' : 'found_existing', details: { draftId: ref.draftId, messageId: input.draft.messageId, threadId: ref.threadId, replying: Boolean(input.draft.reply) } },
         { subject: input.draft.subject, data: { draft: draftView(input.draft, ref, input.factsUsed) } },
       );
       return ref;

@@ -76,6 +76,9 @@ export function refusalFor(approver: Approver | undefined, identity: string, act
 
 /** The one judgement of a decision: its signature (or lack of one), its content, and the registry. */
 export async function authoriseDecision(db: Queryable, settings: ApprovalSettings, request: DecisionRequest, subject: DecisionSubject, nowMs: number): Promise<Verdict> {
+  if (request.token === undefined && settings.signedOnly) {
+    return { ok: false, reason: 'unsigned: this deployment takes decisions only with a signed approval token (prospector prospects approve … --token-only)' };
+  }
   const produced = decidedDraft(request, subject.draft);
   if (!produced.ok) return { ok: false, reason: `edit refused: ${produced.problems.join('; ')}` };
   const content = contentOfDraft(produced.draft);
@@ -98,8 +101,6 @@ export async function authoriseDecision(db: Queryable, settings: ApprovalSetting
     approver = c.approver;
     signed = true;
     keyId = c.keyId;
-  } else if (settings.signedOnly) {
-    return { ok: false, reason: 'unsigned: this deployment takes decisions only with a signed approval token (prospector prospects approve … --token-only)' };
   }
   if (!approver) return { ok: false, reason: 'the decision names no approver' };
   const refused = refusalFor(await findApprover(db, approver), approver, request.action, subject);

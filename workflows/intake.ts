@@ -3,6 +3,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  ContinueAsNew,
   continueAsNew,
   defineQuery,
   defineSignal,
@@ -75,8 +76,12 @@ const APPROVAL_INTEGRITY = 'approval-integrity';
 /** Failures of the send step after which only a person can decide what happens. */
 const SEND_REFUSALS = ['NotApproved', 'AlreadySent', 'DraftMissing', 'DraftChanged', 'SendingDisabled', 'SendRefused', 'SendOutcomeUnknown'];
 
-/** Signals judged together: one authorisation call and one refusal record per batch. */
-const GATE_BATCH = 100;
+/** Signals judged together: one refusal record per batch, authorised in chunks of bounded size. */
+const GATE_BATCH = 1_000;
+const AUTHORISE_CHUNK = 500;
+const AUTHORISE_CHUNK_BYTES = 512 * 1024;
+/** Refusals recorded per activity call, by size. */
+const REFUSALS_PER_RECORD = 1_000;
 /** A waiting gate continues as new before its history grows past this (a flood of signals). */
 const GATE_HISTORY_EVENTS = 2_000;
 const GATE_HISTORY_BYTES = 2 * 1024 * 1024;
@@ -337,7 +342,7 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
     const created = await providers.intakeCreateDraft(enter('DRAFTING'), { draft, factsUsed });
     ref = created;
     setDraftView(draft, created, factsUsed);
-    note('draft', created.created ? 'created' : 'found_existing', `v1 ${created.draftId}`);
+    note('draft', created.created ? 'created' : created.rewritten ? 'rewritten' : 'found_existing', `v1 ${created.draftId}`);
 
     // 7. HubSpot task and note
     const deadlineMs = Date.now() + timeoutMs;
@@ -424,9 +429,9 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
     const screened = batch.map((msg) => screenSignal(msg, gateView()));
     const candidates = screened.flatMap((s, i) => (s.ok ? [{ i, request: s.request }] : []));
     const verdicts = new Map<number, Verdict>();
-    if (candidates.length) {
-      const judged = await store.intakeAuthorise(stamp(), { subject: decisionSubject(), requests: candidates.map((c) => c.request) });
-      candidates.forEach((c, k) => verdicts.set(c.i, judged[k]!));
+    for (const chunk of chunks(candidates, (c) => batch[c.i]!.bytes)) {
+      const judged = await store.intakeAuthorise(stamp(), { subject: decisionSubject(), requests: chunk.map((c) => c.request) });
+      chunk.forEach((c, k) => verdicts.set(c.i, judged[k]!));
     }
     for (let i = 0; i < batch.length; i++) {
       const msg = batch[i]!;
@@ -535,10 +540,11 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
   }
 
   async function flushRefusals(): Promise<void> {
-    if (!pending.length) return;
-    const refusals = pending;
-    pending = [];
-    await store.intakeRecordRefusals(stamp(), { refusals, first: refusalCount - refusals.length + 1 });
+    while (pending.length) {
+      const first = refusalCount - pending.length + 1;
+      const refusals = pending.splice(0, REFUSALS_PER_RECORD);
+      await store.intakeRecordRefusals(stamp(), { refusals, first });
+    }
   }
 
   /** Refuses one signal and records it before anything else happens. */
@@ -564,9 +570,22 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
     }
   }
 
-  /** A long wait at the gate (a flood of signals) continues in a fresh run with the gate's state. */
-  async function continueGate(deadlineMs: number): Promise<never> {
+  /**
+   * A long wait at the gate (a flood of signals) continues in a fresh run with
+   * the gate's state, once nothing waits to be judged. Temporal refuses a
+   * continue-as-new while new signals are arriving (and the run is replayed
+   * each time it is refused), so under a flood this run keeps judging and
+   * hands over at the first quiet moment; refusals that hold whatever comes
+   * next are recorded first, so a quiet moment is enough.
+   */
+  async function continueGate(deadlineMs: number): Promise<void> {
+    for (const msg of inbox.splice(0)) {
+      const s = screenSignal(msg, gateView());
+      if (!s.ok && s.lasting) refuse(msg, s.reason);
+      else inbox.push(msg);
+    }
     await flushRefusals();
+    if (inbox.length) return;
     const next: GateCarry = {
       status: { ...status, history: status.history.slice(-KEEP_NOTES) },
       draft: draft!,
@@ -578,7 +597,7 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
       refusalCount,
       requestIds: requestIds.slice(-KEEP_REQUEST_IDS),
     };
-    return continueAsNew<typeof prospectIntake>({ ...input, resume: next });
+    await continueAsNew<typeof prospectIntake>({ ...input, resume: next });
   }
 
   async function recordPending(end: Stage): Promise<void> {
@@ -687,6 +706,8 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
   }
 
   async function fail(err: unknown): Promise<IntakeResult> {
+    // Continuing at the gate is how a run hands over, not a failure.
+    if (err instanceof ContinueAsNew) throw err;
     const cancelled = isCancellation(err);
     const reason = cancelled ? 'cancelled' : describeFailure(err);
     status.reason = reason;
@@ -738,6 +759,25 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
       ...(editedBy ? { editedBy } : {}),
     };
   }
+}
+
+/** Consecutive groups of at most AUTHORISE_CHUNK items and AUTHORISE_CHUNK_BYTES (one item may exceed it alone). */
+function chunks<T>(items: T[], size: (item: T) => number): T[][] {
+  const out: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const n = size(item);
+    if (current.length && (current.length >= AUTHORISE_CHUNK || bytes + n > AUTHORISE_CHUNK_BYTES)) {
+      out.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += n;
+  }
+  if (current.length) out.push(current);
+  return out;
 }
 
 function describeFailure(err: unknown): string {

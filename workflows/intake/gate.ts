@@ -39,7 +39,13 @@ export interface GateView {
   version: number;
 }
 
-export type Screened = { ok: false; reason: string } | { ok: true; request: DecisionRequest };
+/**
+ * `lasting`: the refusal holds whatever happens next at the gate (everything
+ * but a version ahead of the current one, which a later edit could make current).
+ */
+export type Screened = { ok: false; reason: string; lasting: boolean } | { ok: true; request: DecisionRequest };
+
+const refused = (reason: string, lasting = true): Screened => ({ ok: false, reason, lasting });
 
 /** A trimmed non-empty string or undefined; `collapse` folds whitespace (names, reasons). NUL cannot be stored in PostgreSQL text. */
 export function clean(value: unknown, max: number, collapse = true): string | undefined {
@@ -73,23 +79,23 @@ function versionOf(value: unknown): number | undefined {
 /** Whether the signal may go on to authorisation, and as what; else why it is refused. */
 export function screenSignal(msg: Inbound, gate: GateView): Screened {
   const p = msg.payload;
-  if (msg.bytes > MAX_SIGNAL_BYTES) return { ok: false, reason: `the payload is ${Number.isFinite(msg.bytes) ? `${msg.bytes} bytes` : 'not serialisable'}; signals are limited to ${MAX_SIGNAL_BYTES} bytes` };
-  if (gate.decided) return { ok: false, reason: `the intake was already decided (${gate.decided})` };
-  if (!gate.open || (msg.early && msg.signal !== 'reject')) return { ok: false, reason: 'it arrived before the draft was ready for approval' };
-  if (msg.actor === 'unknown') return { ok: false, reason: `the payload names no ${msg.signal === 'edit' ? 'editor' : 'approver'}` };
+  if (msg.bytes > MAX_SIGNAL_BYTES) return refused(`the payload is ${Number.isFinite(msg.bytes) ? `${msg.bytes} bytes` : 'not serialisable'}; signals are limited to ${MAX_SIGNAL_BYTES} bytes`);
+  if (gate.decided) return refused(`the intake was already decided (${gate.decided})`);
+  if (!gate.open || (msg.early && msg.signal !== 'reject')) return refused('it arrived before the draft was ready for approval');
+  if (msg.actor === 'unknown') return refused(`the payload names no ${msg.signal === 'edit' ? 'editor' : 'approver'}`);
   const token = p.token;
-  if (token !== undefined && typeof token !== 'string') return { ok: false, reason: 'the approval token is malformed' };
+  if (token !== undefined && typeof token !== 'string') return refused('the approval token is malformed');
 
   if (msg.signal === 'reject') {
     return { ok: true, request: { action: 'reject', approver: msg.actor, version: versionOf(p.version), ...(token !== undefined ? { token } : {}) } };
   }
   const version = versionOf(p.version);
-  if (p.version === undefined || p.version === null) return { ok: false, reason: `the payload names no draft version (the current version is ${gate.version})` };
-  if (version !== gate.version) return { ok: false, reason: `draft version ${String(p.version).slice(0, 20)} is not the current version ${gate.version}` };
+  if (p.version === undefined || p.version === null) return refused(`the payload names no draft version (the current version is ${gate.version})`);
+  if (version !== gate.version) return refused(`draft version ${String(p.version).slice(0, 20)} is not the current version ${gate.version}`, version === undefined || version < gate.version);
   const subject = clean(p.subject, 5000, false);
   const body = clean(p.body, 5000, false);
   const edit = subject !== undefined || body !== undefined ? { ...(subject !== undefined ? { subject } : {}), ...(body !== undefined ? { body } : {}) } : undefined;
-  if (msg.signal === 'edit' && !edit) return { ok: false, reason: 'an edit needs a subject or a body' };
+  if (msg.signal === 'edit' && !edit) return refused('an edit needs a subject or a body');
   return { ok: true, request: { action: msg.signal, approver: msg.actor, version, ...(edit ? { edit } : {}), ...(token !== undefined ? { token } : {}) } };
 }
 
