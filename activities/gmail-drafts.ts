@@ -280,6 +280,11 @@ export function createGmailDrafts(gmail: Gmail, pool: Pool) {
       return settled;
     },
 
+    /** What became of a send whose answer was lost (see findSent). */
+    async sendOutcome(messageId: string, known: { draftMessageId?: string | null; draftId?: string }) {
+      return findSent(messageId, known, activitySignal());
+    },
+
     /** Removes the draft of a rejected or expired intake; already gone is fine. */
     async deleteDraft(draftId: string): Promise<boolean> {
       try {

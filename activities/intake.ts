@@ -6,7 +6,7 @@ import { contentOfDraft, draftHash, fieldHashes } from '../lib/approval-content.
 import { editDraft, type DraftEdit } from '../lib/domain/draft.js';
 import { effectiveSendMode, sendRefusal } from '../lib/send-policy.js';
 import { appendAuditBatch } from '../lib/store/audit.js';
-import { markSent, recordApproval, sendState, type SendState } from '../lib/store/sends.js';
+import { markSent, recordApproval, sendRecord, sendState, type SendState } from '../lib/store/sends.js';
 import { createGmail, createCalendar, createGoogleAuth, type Calendar, type Gmail } from './google.js';
 import { createHubspot } from './hubspot.js';
 import { createOpenAI } from './openai.js';
@@ -15,7 +15,7 @@ import { createCrmRecords, type CrmRecords, type LeadForCrm, type ResolvedCrm } 
 import { writeEmail, type WriteOutcome, type WriterContext } from './email-writer.js';
 import { createGmailDrafts, type DraftContent, type DraftRef, type EmailContext, type GmailDrafts, type SendOutcome } from './gmail-drafts.js';
 import { withHeartbeat } from './intake-errors.js';
-import { appendIntakeAudit, commitStep, intakeAuditEvent, readSettings, writeReadModel, type AuditEntry, type ProgressStamp, type ReadModelPatch } from './prospects-store.js';
+import { appendIntakeAudit, commitStep, findEffect, intakeAuditEvent, readSettings, writeReadModel, type AuditEntry, type ProgressStamp, type ReadModelPatch } from './prospects-store.js';
 import { ApplicationFailure } from '@temporalio/common';
 import { inTransaction } from '../lib/db.js';
 import { recordFinalStage, screenLead, type ScreenInput, type ScreenResult, type ScreenedLead } from './screening.js';
@@ -128,6 +128,21 @@ export function createIntakeActivities(deps: ActivityDeps) {
   let openai: ReturnType<typeof createOpenAI> | undefined;
   const llm = () => (openai ??= createOpenAI(config.providers.openai, { timeoutMs: 45_000 }));
 
+  /** Whether an earlier run of this intake sent its email ('sent'), or asked Gmail to and cannot tell ('sending'). */
+  async function priorSend(intakeKey: string): Promise<'sent' | 'sending' | undefined> {
+    const record = await sendRecord(pool, intakeKey);
+    if (record.state === 'sent') return 'sent';
+    if (record.state !== 'sending') return undefined;
+    const draftId = (await findEffect(pool, `${intakeKey}:draft`))?.external_id;
+    const outcome = await withHeartbeat(() => gmailDrafts().sendOutcome(record.messageId!, { draftMessageId: record.draftMessageId, draftId }));
+    if (outcome.state === 'sent') {
+      await markSent(pool, intakeKey, outcome.id);
+      return 'sent';
+    }
+    // Still a draft in Gmail: that send never happened; the next send attempt settles its record.
+    return outcome.state === 'draft' ? undefined : 'sending';
+  }
+
   async function recordSentStep(stamp: ProgressStamp, s: { gmailMessageId: string; alreadySent: boolean; version: number; messageId: string }) {
     await commitStep(
       pool,
@@ -215,7 +230,13 @@ export function createIntakeActivities(deps: ActivityDeps) {
     },
 
     /** Step 6: the Gmail draft, once per intake. */
-    async intakeCreateDraft(stamp: ProgressStamp, input: DraftRecordInput): Promise<DraftRef> {
+    async intakeCreateDraft(stamp: ProgressStamp, input: DraftRecordInput): Promise<DraftRef | { priorSend: 'sent' | 'sending' }> {
+      // A run reset after its intake sent (or asked Gmail to) writes no new draft: that email is the intake's one.
+      const prior = await priorSend(stamp.intakeKey);
+      if (prior) {
+        await commitStep(pool, stamp, { kind: 'step', action: 'draft', outcome: `already_${prior}`, details: { messageId: input.draft.messageId } });
+        return { priorSend: prior };
+      }
       const ref = await withHeartbeat(() => gmailDrafts().ensureDraft(input.draft));
       await commitStep(
         pool,

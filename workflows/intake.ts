@@ -340,6 +340,18 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
     const factsUsed = written.factsUsed;
     setDraftView(draft, undefined, factsUsed);
     const created = await providers.intakeCreateDraft(enter('DRAFTING'), { draft, factsUsed });
+    if ('priorSend' in created) {
+      // This run replaces one (a reset) whose email already went out, or may have: nothing more is sent.
+      const end: Stage = created.priorSend === 'sent' ? 'SENT' : 'NEEDS_HUMAN';
+      status.reason =
+        created.priorSend === 'sent'
+          ? 'this intake already sent its email before the workflow was reset; nothing more is sent'
+          : 'before the workflow was reset, Gmail was asked to send this intake\'s email and the answer was lost: check Sent in Gmail';
+      note('draft', `already_${created.priorSend}`);
+      status.approvalState = 'APPROVED';
+      await recordPending(end);
+      return finish(end, status.reason);
+    }
     ref = created;
     setDraftView(draft, created, factsUsed);
     note('draft', created.created ? 'created' : created.rewritten ? 'rewritten' : 'found_existing', `v1 ${created.draftId}`);

@@ -148,6 +148,12 @@ export type SendState = 'none' | 'claimed' | 'sending' | 'sent';
 
 /** Where the intake's send stands: only 'none' and 'claimed' prove that nothing was sent. */
 export async function sendState(db: Queryable, intakeKey: string): Promise<SendState> {
-  const { rows } = await db.query('SELECT state FROM intake_sends WHERE intake_key = $1', [intakeKey]);
-  return (rows[0]?.state as SendState | undefined) ?? 'none';
+  return (await sendRecord(db, intakeKey)).state;
+}
+
+/** The send row as far as settling it against Gmail needs. */
+export async function sendRecord(db: Queryable, intakeKey: string): Promise<{ state: SendState; messageId?: string; draftMessageId?: string }> {
+  const { rows } = await db.query('SELECT state, message_id, draft_message_id FROM intake_sends WHERE intake_key = $1', [intakeKey]);
+  if (!rows[0]) return { state: 'none' };
+  return { state: rows[0].state, messageId: rows[0].message_id, draftMessageId: rows[0].draft_message_id ?? undefined };
 }

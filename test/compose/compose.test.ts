@@ -46,9 +46,14 @@ beforeAll(() => {
   services = compose.services;
 });
 
-/** What compose substitutes when nothing is set in the shell or .env: the defaults. */
+/**
+ * What compose substitutes when nothing is set in the shell or .env: the
+ * defaults; a required variable (`${NAME:?message}`) becomes `required-NAME`
+ * here (compose itself refuses to start without it).
+ */
 function interpolate(value: string): string {
   return value
+    .replace(/\$\{([A-Za-z_][A-Za-z0-9_]*):\?[^}]*\}/g, (_m, name) => `required-${name}`)
     .replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}/g, (_m, _name, fallback) => fallback ?? '')
     .replace(/\$\$/g, '$');
 }
@@ -191,18 +196,62 @@ describe('docker-compose.yml', () => {
     expect(dependencies(services['temporal-admin-tools'])).toMatchObject({ temporal: 'service_healthy' });
   });
 
-  it('publishes each host port once, the Temporal UI on 8233 and the API on 3000', () => {
-    const all = Object.keys(services).flatMap(publishedPorts);
-    const seen = new Map<number, string>();
-    for (const p of all) {
-      expect(seen.get(p.hostPort), `host port ${p.hostPort} (${p.service})`).toBeUndefined();
-      seen.set(p.hostPort, p.service);
+  it('publishes only the API by default: no Temporal, UI, Prometheus, Grafana or OTLP port; the demo sandbox on loopback', () => {
+    const published = Object.keys(services).flatMap(publishedPorts);
+    expect(published).toEqual([
+      { service: 'api', hostPort: 3000, containerPort: Number(envOf('api').PORT) },
+      { service: 'sandbox', hostPort: 4010, containerPort: 4010 },
+    ]);
+    expect(services.sandbox!.profiles).toEqual(['demo']);
+    expect(services.sandbox!.ports).toEqual(['127.0.0.1:4010:4010']);
+  });
+
+  it('the ports overlay publishes the operator surfaces on loopback only, each host port once', () => {
+    const overlay = readYaml('infra/compose/ports.local.yml') as { services: Record<string, Service> };
+    expect(composeValidator()(overlay)).toBe(true);
+    const ports = Object.entries(overlay.services).flatMap(([name, svc]) => {
+      expect(services[name], `overlay service ${name}`).toBeDefined();
+      return (svc.ports ?? []).map((p) => ({ name, spec: String(p).split(' ')[0]! }));
+    });
+    for (const { spec } of ports) expect(spec).toMatch(/^127\.0\.0\.1:\d+:\d+$/);
+    const hostPorts = ports.map((p) => Number(p.spec.split(':')[1]));
+    expect(new Set(hostPorts).size).toBe(hostPorts.length);
+    expect(Object.fromEntries(ports.map((p) => [p.spec.split(':').slice(1).join(':'), p.name]))).toMatchObject({
+      '7233:7233': 'temporal',
+      '8233:8080': 'temporal-ui',
+      '9090:9090': 'prometheus',
+      '3001:3000': 'grafana',
+      '4317:4317': 'otel-collector',
+      '4318:4318': 'otel-collector',
+    });
+  });
+
+  it('has no default password or secret: each must be set, or compose refuses to start', () => {
+    const text = read('docker-compose.yml');
+    const SECRETISH = /(PASSWORD|SECRET|PEPPER|TOKEN|API_KEY|_PWD)/;
+    for (const [, name, op, value] of text.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)(:?[-?])?([^}]*)\}/g)) {
+      if (!SECRETISH.test(name!)) continue;
+      // Either required, or empty when unset (a provider credential left out means the sandbox, which production refuses).
+      if (op?.endsWith('-')) expect(value, `${name} has a default`).toBe('');
     }
-    expect(publishedPorts('temporal-ui')).toContainEqual({ service: 'temporal-ui', hostPort: 8233, containerPort: 8080 });
-    expect(publishedPorts('api')).toContainEqual({ service: 'api', hostPort: 3000, containerPort: Number(envOf('api').PORT) });
-    expect(publishedPorts('grafana')).toContainEqual({ service: 'grafana', hostPort: 3001, containerPort: 3000 });
-    expect(publishedPorts('prometheus').map((p) => p.hostPort)).toContain(9090);
-    expect(publishedPorts('otel-collector').map((p) => p.hostPort).sort()).toEqual([4317, 4318]);
+    for (const name of ['POSTGRES_PASSWORD', 'APP_DB_PASSWORD', 'GRAFANA_ADMIN_PASSWORD', 'API_KEY_PEPPER', 'APPROVAL_TOKEN_SECRET']) {
+      expect(text, name).toMatch(new RegExp(`\\$\\{${name}:\\?[^}]+\\}`));
+      expect(text, name).not.toMatch(new RegExp(`\\$\\{${name}:?-`));
+    }
+    const example = read('infra/compose/env.example');
+    for (const name of ['POSTGRES_PASSWORD', 'APP_DB_PASSWORD', 'GRAFANA_ADMIN_PASSWORD', 'API_KEY_PEPPER', 'APPROVAL_TOKEN_SECRET']) expect(example).toMatch(new RegExp(`^${name}=$`, 'm'));
+  });
+
+  it('runs api and worker in production mode, and that configuration loads once the secrets and credentials are given', async () => {
+    const { loadConfig } = await import('../../lib/config.js');
+    for (const name of APP_SERVICES) {
+      const env = envOf(name);
+      expect(env.PROSPECTOR_ENV).toBe('production');
+      const filled = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replace(/required-([A-Z_]+)/g, () => 'x'.repeat(40))]));
+      const credentials = { GOOGLE_CLIENT_ID: 'id', GOOGLE_CLIENT_SECRET: 's', GOOGLE_REFRESH_TOKEN: 't', HUBSPOT_ACCESS_TOKEN: 't', OPENAI_API_KEY: 'k', SLACK_BOT_TOKEN: 't', X_BEARER_TOKEN: 't' };
+      const config = await loadConfig({ env: { ...filled, ...credentials, SECRETS_DIR: '' } });
+      expect(config).toMatchObject({ env: 'production', temporal: { allowInsecure: true }, approvals: { signedOnly: true }, outreach: { sendMode: 'draft_only' } });
+    }
   });
 
   it('points api and worker at the compose Postgres, Temporal, Redis, sandbox and collector', () => {
@@ -226,8 +275,6 @@ describe('docker-compose.yml', () => {
       expect(env.OTEL_SERVICE_NAME).toBe(`prospector-${name}`);
       expect(env.SECRETS_DIR).toBe('/run/secrets');
       expect(env.SEND_MODE).toBe('draft_only');
-      // Production refuses the sandbox, so the credential-free default must not be production.
-      expect(env.PROSPECTOR_ENV).not.toBe('production');
     }
     expect(envOf('sandbox').SANDBOX_HOST).toBe('0.0.0.0');
   });
@@ -413,7 +460,7 @@ describe('observability configs', () => {
     }
   });
 
-  it('the OpenTelemetry collector receives OTLP on the published ports and exports to debug and Prometheus', () => {
+  it('the OpenTelemetry collector receives OTLP on 4317/4318 of the compose network and exports to debug and Prometheus', () => {
     const file = hostPathFor('otel-collector', '/etc/otelcol-contrib/config.yaml')!;
     expect(commandOf(services['otel-collector'])).toContain('--config=/etc/otelcol-contrib/config.yaml');
     const otel = parse(readFileSync(file, 'utf8'));
@@ -421,8 +468,6 @@ describe('observability configs', () => {
     const http = hostPort(otel.receivers.otlp.protocols.http.endpoint);
     // 0.0.0.0, not the collector's localhost default, or nothing outside the container reaches it.
     expect([grpc, http]).toEqual([{ host: '0.0.0.0', port: 4317 }, { host: '0.0.0.0', port: 4318 }]);
-    const published = publishedPorts('otel-collector').map((p) => p.containerPort);
-    expect(published).toEqual(expect.arrayContaining([4317, 4318]));
     expect(Object.keys(otel.exporters)).toEqual(expect.arrayContaining(['debug', 'prometheus']));
     const pipelines = otel.service.pipelines as Record<string, { receivers: string[]; processors?: string[]; exporters: string[] }>;
     expect(Object.keys(pipelines)).toEqual(expect.arrayContaining(['traces', 'metrics']));

@@ -29,7 +29,8 @@ describe('intake workflow replay', () => {
 
   it('has committed histories for the main paths, from before and after the approval-integrity patch', () => {
     const paths = ['draft-only-approved', 'send-on-approval-sent', 'edit-stale-approve-sent', 'rejected', 'expired', 'needs-human', 'skipped-paused'];
-    expect(files).toEqual(expect.arrayContaining([...paths, ...paths.map((p) => `approval-integrity-${p}`)].map((p) => `${p}.json`)));
+    const after = [...paths, 'continued-at-gate'].map((p) => `approval-integrity-${p}`);
+    expect(files).toEqual(expect.arrayContaining([...paths, ...after].map((p) => `${p}.json`)));
   });
 
   it('replays every history with the current workflow code', async () => {
