@@ -2,7 +2,7 @@ import type OpenAI from 'openai';
 import { zodResponseFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import type { Fact, Slot } from '../lib/prospect.js';
-import { call, withHeartbeat } from './intake-errors.js';
+import { activitySignal, call, withHeartbeat } from './intake-errors.js';
 import { checkGuards, OPT_OUT_LINE, withOptOut } from '../lib/domain/email-guards.js';
 
 /**
@@ -72,7 +72,10 @@ export function writerMessages(context: WriterContext, feedback: string[] = []) 
 export async function writeEmail(openai: OpenAI, model: string, context: WriterContext, feedback: string[] = []): Promise<WriteOutcome> {
   const completion = await withHeartbeat(() =>
     call('openai', 'chat.completions.parse', () =>
-      openai.chat.completions.parse({ model, messages: writerMessages(context, feedback), response_format: zodResponseFormat(ProspectEmail, 'prospect_email'), temperature: 0.4 }),
+      openai.chat.completions.parse(
+        { model, messages: writerMessages(context, feedback), response_format: zodResponseFormat(ProspectEmail, 'prospect_email'), temperature: 0.4 },
+        { signal: activitySignal() },
+      ),
     ).catch((err) => {
       // Malformed JSON or a schema mismatch is a bad draft, not an outage: judge it, do not retry it.
       if (err instanceof SyntaxError || err?.name === 'ZodError') return { unparsable: String(err.message).slice(0, 200) } as const;

@@ -132,10 +132,7 @@ export interface SendOptions {
   signal?: AbortSignal;
 }
 
-const DEFAULT_LEASE_MS = 60_000;
-
-/** The failure types the workflow turns into NEEDS_HUMAN: nothing more will happen by retrying. */
-export const SEND_REFUSALS = ['NotApproved', 'AlreadySent', 'DraftMissing', 'DraftChanged', 'SendingDisabled', 'SendRefused', 'SendOutcomeUnknown'] as const;
+const DEFAULT_LEASE_MS = 20_000;
 
 function attemptHolder(): string {
   try {

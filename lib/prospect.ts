@@ -1,4 +1,5 @@
 import type { Client } from '@temporalio/client';
+import type { DraftContent } from './domain/draft.js';
 import ms from 'ms';
 import { ApprovalState, ProspectDomain, ProspectStage } from './search-attributes.js';
 
@@ -167,7 +168,7 @@ export interface IntakeInput {
  */
 export interface GateCarry {
   status: IntakeStatus;
-  draft: DraftContentLike;
+  draft: DraftContent;
   draftId: string;
   taskId?: string;
   crm: { ownerId?: string; contactId: string; companyId?: string };
@@ -175,18 +176,6 @@ export interface GateCarry {
   seq: number;
   refusalCount: number;
   requestIds: string[];
-}
-
-/** DraftContent (lib/domain/draft.ts), restated here so this module stays import-free for the workflow bundle. */
-export interface DraftContentLike {
-  to: { address: string; name?: string };
-  from: { address: string; name?: string };
-  subject: string;
-  body: string;
-  messageId: string;
-  intakeKey: string;
-  version: number;
-  reply?: { threadId: string; inReplyTo: string; references: string[] };
 }
 
 /** Milliseconds from a number or a duration string; undefined when neither. */
@@ -237,6 +226,12 @@ export interface EditPayload {
 }
 
 export const SIGNAL_NAMES = { approve: 'approve', reject: 'reject', edit: 'edit' } as const;
+
+/**
+ * Failure types of the send step (activities/gmail-drafts.ts) after which
+ * only a person can decide what happens: the intake ends NEEDS_HUMAN.
+ */
+export const SEND_REFUSALS = ['NotApproved', 'AlreadySent', 'DraftMissing', 'DraftChanged', 'SendingDisabled', 'SendRefused', 'SendOutcomeUnknown'] as const;
 export const STATUS_QUERY = 'status';
 export const WORKFLOW_TYPE = 'prospectIntake';
 

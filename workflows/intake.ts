@@ -26,6 +26,7 @@ import {
   draftMessageId,
   durationMs,
   normaliseEmail,
+  SEND_REFUSALS,
   SIGNAL_NAMES,
   STATUS_QUERY,
   type ApprovalStateValue,
@@ -72,9 +73,6 @@ export const statusQuery = defineQuery<IntakeStatus>(STATUS_QUERY);
  * (deprecatePatch) once no such run can be open.
  */
 const APPROVAL_INTEGRITY = 'approval-integrity';
-
-/** Failures of the send step after which only a person can decide what happens. */
-const SEND_REFUSALS = ['NotApproved', 'AlreadySent', 'DraftMissing', 'DraftChanged', 'SendingDisabled', 'SendRefused', 'SendOutcomeUnknown'];
 
 /** Signals judged together: one refusal record per batch, authorised in chunks of bounded size. */
 const GATE_BATCH = 1_000;
@@ -688,7 +686,7 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
       return finish('SENT');
     } catch (err) {
       const failure = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : undefined;
-      if (!failure || !SEND_REFUSALS.includes(failure.type ?? '')) throw err;
+      if (!failure || !(SEND_REFUSALS as readonly string[]).includes(failure.type ?? '')) throw err;
       // The send step refused on its own checks, or cannot tell what Gmail did: a person decides what happens next.
       status.reason = `send refused: ${failure.message}`;
       note('send', 'refused', failure.message);

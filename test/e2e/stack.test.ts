@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import getPort from 'get-port';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
 import { ROOT } from '../../lib/paths.js';
 
@@ -136,6 +136,36 @@ describe('the dev stack (npm start)', () => {
     expect(report.checks.map((c) => [c.name, c.ok])).toEqual([
       ['Temporal', true], ['PostgreSQL', true], ['Google (Gmail, Calendar)', true], ['HubSpot', true], ['OpenAI', true], ['Slack', true], ['X API', true],
     ]);
+
+    // The README's "Using it", as written: a lead submitted with the dev key, decided by registered approvers.
+    const key = readFileSync(path.join(dataDir, 'dev-api-key'), 'utf8').trim();
+    const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+    const submitLead = async (email: string, name: string) => {
+      const res = await fetch(`http://127.0.0.1:${ports.api}/v1/prospects`, { method: 'POST', headers, body: JSON.stringify({ email, name, notes: 'Asked about pricing' }) });
+      expect(res.status).toBe(202);
+      return ((await res.json()) as { id: string }).id;
+    };
+    const prospect = async (id: string) => (await (await fetch(`http://127.0.0.1:${ports.api}/v1/prospects/${encodeURIComponent(id)}`, { headers })).json()) as { stage: string; decision: { by: string } | null };
+    const untilStage = async (id: string, stage: string) => {
+      for (let i = 0; i < 240 && (await prospect(id)).stage !== stage; i++) await new Promise((r) => setTimeout(r, 250));
+      return prospect(id);
+    };
+    const cli = (...args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'bin/prospector.js'), ...args], { cwd: ROOT, env, encoding: 'utf8', timeout: 60_000 });
+    const [dana, lee] = await Promise.all([submitLead('dana@acme.example', 'Dana Ruiz'), submitLead('lee@globex.example', 'Lee Park')]);
+    expect((await untilStage(dana, 'AWAITING_APPROVAL')).stage).toBe('AWAITING_APPROVAL');
+    expect((await untilStage(lee, 'AWAITING_APPROVAL')).stage).toBe('AWAITING_APPROVAL');
+    const added = cli('approvers', 'add', 'ana@acme.example');
+    expect(added.status, indent(added.stdout + added.stderr)).toBe(0);
+    const signalled = spawnSync(
+      inject('temporalBinary'),
+      ['workflow', 'signal', '--address', `127.0.0.1:${ports.temporal}`, '--workflow-id', dana, '--name', 'approve', '--input', '{"version": 1, "approver": "ana@acme.example", "reason": "looks right"}'],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(signalled.status, indent(signalled.stdout + signalled.stderr)).toBe(0);
+    expect(await untilStage(dana, 'APPROVED')).toMatchObject({ stage: 'APPROVED', decision: { by: 'ana@acme.example' } });
+    const approved = cli('prospects', 'approve', lee, '--draft-version', '1');
+    expect(approved.status, indent(approved.stdout + approved.stderr)).toBe(0);
+    expect(await untilStage(lee, 'APPROVED')).toMatchObject({ stage: 'APPROVED', decision: { by: 'operator@prospector.example' } });
 
     // PostgreSQL stopped: readiness names it; started again: ready, with no API restart.
     runDb('stop');
