@@ -26,6 +26,24 @@ export interface WorkerSetup {
   log?: Logger;
 }
 
+/**
+ * How long one workflow activation may run before the SDK stops it as a
+ * deadlock. The SDK records a stack trace for every promise a workflow makes,
+ * which costs about half a millisecond per signal, and a flood of signals
+ * arrives as one activation (and as one on every replay): a 10,000-signal
+ * activation took 5 s here. Stopping an activation mid-way also takes the
+ * whole Node process down (its async-hook stack is left corrupted), so the
+ * limit sits above what a run within Temporal's 51,200-event history limit
+ * can need, not at the SDK's 5 s.
+ */
+const ISOLATE_EXECUTION_TIMEOUT = '60s';
+
+/**
+ * The SDK reads the option from the worker options (worker-options.js,
+ * pinned SDK 1.24.0) but leaves it out of their type.
+ */
+export const isolateTimeout = { isolateExecutionTimeout: ISOLATE_EXECUTION_TIMEOUT } as Partial<WorkerOptions>;
+
 /** One Worker per task queue, sharing a connection and the activity instances. */
 export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
   const queues = setup.taskQueues ?? Object.values(TASK_QUEUES);
@@ -46,6 +64,7 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
         activities: setup.activities,
         shutdownGraceTime: setup.shutdownGraceMs,
         workflowBundle,
+        ...isolateTimeout,
         ...setup.options,
       }),
     ),
