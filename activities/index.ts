@@ -1,9 +1,9 @@
-import type { Config } from '../lib/config.js';
-import type { Pool } from '../lib/db.js';
-import type { Logger } from '../lib/logger.js';
-import { createHarvestActivities } from './harvest.js';
-import { createIntakeActivities } from './intake.js';
-import { createAuditStore } from './store.js';
+import type { Config } from '../lib/config/config.js';
+import type { Pool } from '../lib/store/db.js';
+import type { Logger } from '../lib/config/logger.js';
+import { createHarvestActivities } from './harvest/index.js';
+import { createIntakeActivities } from './intake/index.js';
+import { createAuditStore } from './audit.js';
 
 /** What activities are built from: created once per worker process. */
 export interface ActivityDeps {

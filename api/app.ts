@@ -3,9 +3,9 @@ import express, { type Request, type RequestHandler, type Response } from 'expre
 import cors from 'cors';
 import helmet from 'helmet';
 import type { Client } from '@temporalio/client';
-import type { Config } from '../lib/config.js';
-import type { Pool } from '../lib/db.js';
-import type { Logger } from '../lib/logger.js';
+import type { Config } from '../lib/config/config.js';
+import type { Pool } from '../lib/store/db.js';
+import type { Logger } from '../lib/config/logger.js';
 import { createApiMetrics } from './metrics.js';
 import { errorHandler, notFoundHandler, sendProblem } from './problem.js';
 import { buildRouter, type AnyRoute, type RouteMiddleware } from './route.js';

@@ -1,11 +1,11 @@
 import type { Server } from 'node:http';
 import { Client, Connection } from '@temporalio/client';
-import { loadConfigOrExit } from '../lib/config.js';
-import { resolveDatabaseUrl } from '../lib/database-url.js';
-import { createPool, migrate } from '../lib/db.js';
-import { createLogger } from '../lib/logger.js';
-import { tlsOptions, warnIfInsecure } from '../lib/temporal.js';
-import { reportReady } from '../lib/ready.js';
+import { loadConfigOrExit } from '../lib/config/config.js';
+import { resolveDatabaseUrl } from '../lib/config/database-url.js';
+import { createPool, migrate } from '../lib/store/db.js';
+import { createLogger } from '../lib/config/logger.js';
+import { tlsOptions, warnIfInsecure } from '../lib/config/temporal.js';
+import { reportReady } from '../lib/config/ready.js';
 import { buildApi } from './server.js';
 
 // Wiring only. The API starts even when Temporal is not up yet (lazy

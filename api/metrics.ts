@@ -15,7 +15,7 @@ export const stepDuration = new Histogram({
   registers: [stepRegistry],
 });
 
-/** Reads the intake outbox depth (api/intake-dispatcher.ts); set on the app by buildApi. */
+/** Reads the intake outbox depth (api/services/intake-dispatcher.ts); set on the app by buildApi. */
 export type OutboxDepthSource = () => Promise<{ pending: number; oldestAgeSeconds: number }>;
 
 const OUTBOX_DEPTH = 'prospectorOutboxDepth';

@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import type { Pool } from '../lib/db.js';
+import type { Pool } from '../lib/store/db.js';
 
 export interface DependencyCheck {
   name: string;

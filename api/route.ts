@@ -25,7 +25,7 @@ export interface ResponseSpec {
 export interface Caller {
   keyId: string;
   name: string;
-  /** Whom the key acts for (lib/api-keys.ts): decisions are taken in this name only. */
+  /** Whom the key acts for (lib/store/api-keys.ts): decisions are taken in this name only. */
   identity: string;
   scopes: Scope[];
 }

@@ -1,7 +1,7 @@
-import { asyncCommitPool } from '../lib/db.js';
+import { asyncCommitPool } from '../lib/store/db.js';
 import { createApp } from './app.js';
-import { startIntakeDispatcher, type IntakeDispatcher, type IntakeDispatcherOptions } from './intake-dispatcher.js';
-import { outboxDepth, submissionSignal } from './intake-outbox.js';
+import { startIntakeDispatcher, type IntakeDispatcher, type IntakeDispatcherOptions } from './services/intake-dispatcher.js';
+import { outboxDepth, submissionSignal } from './services/intake-outbox.js';
 import { reportOutboxDepth } from './metrics.js';
 import type { IntakeApiDeps } from './routes/prospects.js';
 import { allRoutes } from './routes/index.js';

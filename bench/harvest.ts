@@ -5,18 +5,18 @@ import getPort from 'get-port';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
-import { createHarvestActivities } from '../activities/harvest.js';
+import { createHarvestActivities } from '../activities/harvest/index.js';
 import { startEmbeddedPostgres } from '../infra/postgres-dev.js';
 import { findTemporalCli, startTemporalDevServer } from '../infra/temporal-dev.js';
-import { loadConfig } from '../lib/config.js';
-import { createPool, migrate } from '../lib/db.js';
-import { loadHarvestConfig } from '../lib/harvest-config.js';
-import { createLogger } from '../lib/logger.js';
+import { loadConfig } from '../lib/config/config.js';
+import { createPool, migrate } from '../lib/store/db.js';
+import { loadHarvestConfig } from '../lib/config/harvest.js';
+import { createLogger } from '../lib/config/logger.js';
 import { SandboxClient } from '../sandbox/client.js';
 import { allProviders } from '../sandbox/providers/index.js';
 import { startSandbox } from '../sandbox/server.js';
 import { createWorkers } from '../workers/worker.js';
-import type { HarvestInput, HarvestSummary } from '../workflows/harvest-types.js';
+import type { HarvestInput, HarvestSummary } from '../workflows/harvest/types.js';
 
 /**
  * Harvest benchmark: N sandbox tweets (default 10,000) fetched, stored,

@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { loadConfig, type Config } from '../lib/config.js';
-import { createPool, type Pool } from '../lib/db.js';
-import { connectClient } from '../lib/temporal.js';
+import { loadConfig, type Config } from '../lib/config/config.js';
+import { createPool, type Pool } from '../lib/store/db.js';
+import { connectClient } from '../lib/config/temporal.js';
 
 /**
  * What commands need, made on first use and closed once at the end, so a

@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { ConfigError } from '../lib/config.js';
+import { ConfigError } from '../lib/config/config.js';
 import { CliContext, CliError } from './context.js';
 import * as approvers from './commands/approvers.js';
 import * as data from './commands/data.js';

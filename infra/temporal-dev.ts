@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
-import { SEARCH_ATTRIBUTES } from '../lib/search-attributes.js';
+import { SEARCH_ATTRIBUTES } from '../lib/domain/search-attributes.js';
 
 /**
  * Finds or builds the `temporal` CLI and runs its dev server. The binary is

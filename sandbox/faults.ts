@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { seededRandom } from '../lib/prng.js';
+import { seededRandom } from '../lib/domain/prng.js';
 import type { SandboxProviderName } from './types.js';
 
 /**

@@ -1,7 +1,7 @@
 import path from 'node:path';
-import { loadConfigOrExit } from '../lib/config.js';
-import { createLogger } from '../lib/logger.js';
-import { reportReady } from '../lib/ready.js';
+import { loadConfigOrExit } from '../lib/config/config.js';
+import { createLogger } from '../lib/config/logger.js';
+import { reportReady } from '../lib/config/ready.js';
 import { allProviders } from './providers/index.js';
 import { startSandbox } from './server.js';
 

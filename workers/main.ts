@@ -1,12 +1,12 @@
 import { Runtime, makeTelemetryFilterString } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
-import { loadConfigOrExit } from '../lib/config.js';
-import { createPool, migrate } from '../lib/db.js';
-import { createLogger, temporalLogger } from '../lib/logger.js';
-import { reportReady } from '../lib/ready.js';
-import { ensureHarvestSchedule } from '../lib/harvest-schedule.js';
-import { connectClient, connectWorker, ensureSearchAttributes, warnIfInsecure } from '../lib/temporal.js';
-import { resolveDatabaseUrl } from '../lib/database-url.js';
+import { loadConfigOrExit } from '../lib/config/config.js';
+import { createPool, migrate } from '../lib/store/db.js';
+import { createLogger, temporalLogger } from '../lib/config/logger.js';
+import { reportReady } from '../lib/config/ready.js';
+import { ensureHarvestSchedule } from '../lib/ops/harvest-schedule.js';
+import { connectClient, connectWorker, ensureSearchAttributes, warnIfInsecure } from '../lib/config/temporal.js';
+import { resolveDatabaseUrl } from '../lib/config/database-url.js';
 import { createWorkers, runWorkers } from './worker.js';
 
 // Wiring only: configuration, connections, telemetry, then run until a signal.

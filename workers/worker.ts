@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import type { Logger } from '../lib/logger.js';
-import { temporalLogger } from '../lib/logger.js';
+import type { Logger } from '../lib/config/logger.js';
+import { temporalLogger } from '../lib/config/logger.js';
 import type { Activities } from '../activities/index.js';
-import { COMPILED, ROOT } from '../lib/paths.js';
-import { TASK_QUEUES } from '../lib/search-attributes.js';
+import { COMPILED, ROOT } from '../lib/config/paths.js';
+import { TASK_QUEUES } from '../lib/domain/search-attributes.js';
 
 /** Workflow source for development; production loads the prebuilt bundle. */
 export const WORKFLOWS_PATH = COMPILED ? path.join(ROOT, 'dist/workflows/index.js') : path.join(ROOT, 'workflows/index.ts');

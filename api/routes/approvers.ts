@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DECISION_ACTIONS } from '../../lib/approval-token.js';
+import { DECISION_ACTIONS } from '../../lib/domain/approval-token.js';
 import { approverInputSchema, identitySchema, listApprovers, putApprover, removeApprover } from '../../lib/store/approvers.js';
 import type { ApiDeps } from '../deps.js';
 import { problems } from '../problem.js';

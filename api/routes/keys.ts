@@ -1,7 +1,7 @@
 import ms from 'ms';
 import { z } from 'zod';
-import { ApiKeyError, statusOf, type ApiKey } from '../../lib/api-keys.js';
-import { parseRateLimit } from '../../lib/security-config.js';
+import { ApiKeyError, statusOf, type ApiKey } from '../../lib/store/api-keys.js';
+import { parseRateLimit } from '../../lib/config/security.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpProblem } from '../problem.js';
 import { defineRoute, SCOPES, type AnyRoute, type Caller } from '../route.js';

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Request } from 'express';
 import type pg from 'pg';
 import { z } from 'zod';
-import { DECISION_ACTIONS, type DecisionAction } from '../../lib/approval-token.js';
-import { deploymentSends } from '../../lib/send-policy.js';
+import { DECISION_ACTIONS, type DecisionAction } from '../../lib/domain/approval-token.js';
+import { deploymentSends } from '../../lib/domain/send-policy.js';
 import {
   APPROVAL_STATES,
   durationMs,
@@ -15,10 +15,10 @@ import {
   type IntakeInput,
   type LeadInput,
   type SendMode,
-} from '../../lib/prospect.js';
-import { TASK_QUEUES } from '../../lib/search-attributes.js';
+} from '../../lib/domain/prospect.js';
+import { TASK_QUEUES } from '../../lib/domain/search-attributes.js';
 import type { ApiDeps } from '../deps.js';
-import { outboxWriter, storeSubmissions, submissionSignal, type QueuedSubmission } from '../intake-outbox.js';
+import { outboxWriter, storeSubmissions, submissionSignal, type QueuedSubmission } from '../services/intake-outbox.js';
 import { stepDuration } from '../metrics.js';
 import { HttpProblem, problems } from '../problem.js';
 import { defineRoute, type AnyRoute } from '../route.js';
@@ -26,7 +26,7 @@ import { liveStatus, prepareDecision, prospectRow, sendDecision, temporalCommand
 
 /**
  * Prospects: submit a lead (stored in the intake outbox, started by the
- * dispatcher: api/intake-dispatcher.ts), list and read them from the read
+ * dispatcher: api/services/intake-dispatcher.ts), list and read them from the read
  * model, and drive the approval gate by signal. The API holds no state of its
  * own: the workflow decides, and refuses a stale approval even if the read
  * model let it through.
@@ -251,7 +251,7 @@ const leadNotStored = () =>
 /**
  * Takes a lead: validates and normalises it, then stores it in the intake
  * outbox together with its audit row and (when no intake for the person is
- * active) its first read-model row, atomically (api/intake-outbox.ts), and
+ * active) its first read-model row, atomically (api/services/intake-outbox.ts), and
  * wakes the dispatchers after the commit. No call to Temporal: the answer does
  * not wait on the workflow service, and a lead is kept while it is down. Used
  * by POST /prospects and the HubSpot webhook; the webhook passes its own

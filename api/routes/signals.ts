@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { BadCursorError, getSignal, listSignals, signalStats, topSignals } from '../../activities/signals-store.js';
-import { CATEGORIES, loadHarvestConfig, SENTIMENTS, type HarvestConfig } from '../../lib/harvest-config.js';
+import { BadCursorError, getSignal, listSignals, signalStats, topSignals } from '../../lib/store/signals.js';
+import { CATEGORIES, loadHarvestConfig, SENTIMENTS, type HarvestConfig } from '../../lib/config/harvest.js';
 import type { ApiDeps } from '../deps.js';
 import { problems } from '../problem.js';
 import { defineRoute, type AnyRoute } from '../route.js';

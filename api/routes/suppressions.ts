@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { addSuppression, listSuppressions, readSettings, removeSuppression, updateSettings, type IntakeSettings } from '../../activities/prospects-store.js';
-import { parseSuppressionPattern } from '../../lib/prospect.js';
+import { addSuppression, listSuppressions, readSettings, removeSuppression, updateSettings, type IntakeSettings } from '../../lib/store/prospects.js';
+import { parseSuppressionPattern } from '../../lib/domain/prospect.js';
 import type { ApiDeps } from '../deps.js';
 import { problems } from '../problem.js';
 import { defineRoute, type AnyRoute, type Caller } from '../route.js';

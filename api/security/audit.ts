@@ -1,5 +1,5 @@
-import type { Pool } from '../../lib/db.js';
-import type { Logger } from '../../lib/logger.js';
+import type { Pool } from '../../lib/store/db.js';
+import type { Logger } from '../../lib/config/logger.js';
 
 export const DECISIONS = ['allow', 'deny_unauthenticated', 'deny_scope', 'deny_rate', 'deny_revoked', 'deny_expired'] as const;
 export type Decision = (typeof DECISIONS)[number];

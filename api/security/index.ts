@@ -1,8 +1,8 @@
 import type { RequestHandler, Router } from 'express';
 import pg from 'pg';
-import { ApiKeyStore } from '../../lib/api-keys.js';
-import { ConfigError } from '../../lib/config.js';
-import { loadSecurityConfig, type SecurityConfig } from '../../lib/security-config.js';
+import { ApiKeyStore } from '../../lib/store/api-keys.js';
+import { ConfigError } from '../../lib/config/config.js';
+import { loadSecurityConfig, type SecurityConfig } from '../../lib/config/security.js';
 import type { ApiDeps } from '../deps.js';
 import { docsRouter, openApiHandler } from '../docs.js';
 import { buildOpenApi, type OpenApiDocument } from '../openapi.js';

@@ -1,7 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { grants, type ApiKeyStore } from '../../lib/api-keys.js';
-import type { Logger } from '../../lib/logger.js';
-import { formatRateLimit, parseRateLimit, type RateLimit, type SecurityConfig } from '../../lib/security-config.js';
+import { grants, type ApiKeyStore } from '../../lib/store/api-keys.js';
+import type { Logger } from '../../lib/config/logger.js';
+import { formatRateLimit, parseRateLimit, type RateLimit, type SecurityConfig } from '../../lib/config/security.js';
 import { sendProblem } from '../problem.js';
 import type { AnyRoute, Caller, Scope } from '../route.js';
 import type { AuthAuditWriter, Decision } from './audit.js';

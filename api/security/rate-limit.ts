@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import { asyncCommitPool, type Pool } from '../../lib/db.js';
-import type { Logger } from '../../lib/logger.js';
-import type { RateLimit } from '../../lib/security-config.js';
+import { asyncCommitPool, type Pool } from '../../lib/store/db.js';
+import type { Logger } from '../../lib/config/logger.js';
+import type { RateLimit } from '../../lib/config/security.js';
 import type { DependencyCheck } from '../readiness.js';
 
 /**

@@ -1,4 +1,4 @@
-import { ApiKeyStore } from '../../lib/api-keys.js';
+import { ApiKeyStore } from '../../lib/store/api-keys.js';
 import type { ApiDeps } from '../deps.js';
 
 /**

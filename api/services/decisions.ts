@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { decidedDraft, issueApprovalToken, refusalFor } from '../../lib/approval-policy.js';
-import type { DecisionAction } from '../../lib/approval-token.js';
+import { decidedDraft, issueApprovalToken, refusalFor } from '../../lib/domain/approvals.js';
+import type { DecisionAction } from '../../lib/domain/approval-token.js';
 import type { DraftContent, DraftEdit } from '../../lib/domain/draft.js';
-import { STATUS_QUERY, type DraftView, type IntakeStatus } from '../../lib/prospect.js';
+import { STATUS_QUERY, type DraftView, type IntakeStatus } from '../../lib/domain/prospect.js';
 import { findApprover } from '../../lib/store/approvers.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpProblem, problems } from '../problem.js';

@@ -9,8 +9,8 @@ import {
   restoreDatabase,
   verifyBackup,
   type OnProgress,
-} from '../../lib/backup.js';
-import { migrate } from '../../lib/db.js';
+} from '../../lib/ops/backup.js';
+import { migrate } from '../../lib/store/db.js';
 import {
   parseDuration,
   parseSize,
@@ -19,7 +19,7 @@ import {
   planRetain,
   RetentionPolicyError,
   type RetentionPlan,
-} from '../../lib/retention.js';
+} from '../../lib/ops/retention.js';
 import {
   applyRetention,
   createSnapshot,
@@ -33,7 +33,7 @@ import {
   type DiffResult,
   type RestoreMode,
   type SnapshotInfo,
-} from '../../lib/snapshots.js';
+} from '../../lib/ops/snapshots.js';
 import { CliError, type CliContext } from '../context.js';
 
 /**

@@ -1,15 +1,15 @@
 import type { Command } from 'commander';
-import { createCalendar, createGoogleAuth } from '../../activities/google.js';
-import { createHubspot } from '../../activities/hubspot.js';
-import { createOpenAI } from '../../activities/openai.js';
-import { createSlack } from '../../activities/slack.js';
-import { createX, searchRecent } from '../../activities/x.js';
-import { ConfigError, type Config } from '../../lib/config.js';
-import { createPool } from '../../lib/db.js';
+import { createCalendar, createGoogleAuth } from '../../activities/providers/google.js';
+import { createHubspot } from '../../activities/providers/hubspot.js';
+import { createOpenAI } from '../../activities/providers/openai.js';
+import { createSlack } from '../../activities/providers/slack.js';
+import { createX, searchRecent } from '../../activities/providers/x.js';
+import { ConfigError, type Config } from '../../lib/config/config.js';
+import { createPool } from '../../lib/store/db.js';
 import { readdirSync } from 'node:fs';
-import { MIGRATIONS_DIR } from '../../lib/db.js';
-import { SEARCH_ATTRIBUTES } from '../../lib/search-attributes.js';
-import { connectClient } from '../../lib/temporal.js';
+import { MIGRATIONS_DIR } from '../../lib/store/db.js';
+import { SEARCH_ATTRIBUTES } from '../../lib/domain/search-attributes.js';
+import { connectClient } from '../../lib/config/temporal.js';
 import { CliError, type CliContext } from '../context.js';
 
 interface Check {

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Command } from 'commander';
 import ms from 'ms';
-import { ApiKeyError, ApiKeyStore, statusOf, type ApiKey } from '../../lib/api-keys.js';
+import { ApiKeyError, ApiKeyStore, statusOf, type ApiKey } from '../../lib/store/api-keys.js';
 import { SCOPES } from '../../api/route.js';
 import { CliError, type CliContext } from '../context.js';
 

@@ -2,7 +2,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
-import type { SignalStats, SignalView } from '../../activities/signals-store.js';
+import type { SignalStats, SignalView } from '../../lib/store/signals.js';
 import { CliError, type CliContext } from '../context.js';
 
 /** `prospector signals …`: the best signals, statistics, and exports (ndjson or csv), through the HTTP API. */

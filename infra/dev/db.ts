@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { loadConfigOrExit } from '../../lib/config.js';
+import { loadConfigOrExit } from '../../lib/config/config.js';
 import { adminUrl } from '../postgres-dev.js';
 import { runningPid, startCluster, stopCluster } from '../postgres-ctl.js';
 

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
-import { ROOT } from '../../lib/paths.js';
+import { ROOT } from '../../lib/config/paths.js';
 
 export interface ManagedProcess {
   name: string;

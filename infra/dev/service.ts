@@ -1,10 +1,10 @@
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadConfigOrExit } from '../../lib/config.js';
+import { loadConfigOrExit } from '../../lib/config/config.js';
 import { startEmbeddedPostgres } from '../postgres-dev.js';
 import { runningPid, stopCluster } from '../postgres-ctl.js';
 import { findTemporalCli, startTemporalDevServer } from '../temporal-dev.js';
-import { reportReady } from '../../lib/ready.js';
+import { reportReady } from '../../lib/config/ready.js';
 
 /**
  * Runs one infrastructure piece for the dev stack (`temporal` or `postgres`)

@@ -2,9 +2,9 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { prettyFactory } from 'pino-pretty';
-import { loadConfigOrExit, type Config } from '../../lib/config.js';
-import { ensureDevApiKey } from '../../lib/api-keys.js';
-import { createPool, migrate } from '../../lib/db.js';
+import { loadConfigOrExit, type Config } from '../../lib/config/config.js';
+import { ensureDevApiKey } from '../../lib/store/api-keys.js';
+import { createPool, migrate } from '../../lib/store/db.js';
 import { startNodeProcess, type ManagedProcess } from './process.js';
 
 /**

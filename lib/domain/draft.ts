@@ -1,4 +1,4 @@
-import { draftMessageId } from '../prospect.js';
+import { draftMessageId } from './prospect.js';
 import { checkGuards, withOptOut } from './email-guards.js';
 
 /**

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { z } from 'zod';
-import { DECISION_ACTIONS, type DecisionAction } from '../approval-token.js';
-import { inTransaction } from '../db.js';
+import { DECISION_ACTIONS, type DecisionAction } from '../domain/approval-token.js';
+import { inTransaction } from './db.js';
 import { appendAudit, type Queryable } from './audit.js';
 
 /**

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { inTransaction } from '../db.js';
+import { inTransaction } from './db.js';
 import type { Queryable } from './audit.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { Request, Response, Router } from 'express';
-import { seededRandom } from '../../lib/prng.js';
+import { seededRandom } from '../../lib/domain/prng.js';
 import fixture from '../fixtures/x.json' with { type: 'json' };
 import type { ErrorKind, ProviderContext, ProviderModule, WireError } from '../types.js';
 

@@ -6,9 +6,9 @@ import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
 import { createApp } from '../../api/app.js';
-import { loadConfig } from '../../lib/config.js';
-import { createPool, migrate, type Pool } from '../../lib/db.js';
-import { createLogger } from '../../lib/logger.js';
+import { loadConfig } from '../../lib/config/config.js';
+import { createPool, migrate, type Pool } from '../../lib/store/db.js';
+import { createLogger } from '../../lib/config/logger.js';
 import { startEmbeddedPostgres, type EmbeddedDb } from '../../infra/postgres-dev.js';
 import { testTemporal } from '../helpers/stack.js';
 

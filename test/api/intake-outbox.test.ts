@@ -1,11 +1,11 @@
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Client, Connection, type WorkflowClientInterceptor } from '@temporalio/client';
-import { IntakeDispatcher, type IntakeDispatcherOptions } from '../../api/intake-dispatcher.js';
-import { storeSubmissions, SubmissionSignal, type QueuedSubmission } from '../../api/intake-outbox.js';
-import { writeReadModel } from '../../activities/prospects-store.js';
-import { loadConfig, type Config } from '../../lib/config.js';
-import { createLogger } from '../../lib/logger.js';
+import { IntakeDispatcher, type IntakeDispatcherOptions } from '../../api/services/intake-dispatcher.js';
+import { storeSubmissions, SubmissionSignal, type QueuedSubmission } from '../../api/services/intake-outbox.js';
+import { writeReadModel } from '../../lib/store/prospects.js';
+import { loadConfig, type Config } from '../../lib/config/config.js';
+import { createLogger } from '../../lib/config/logger.js';
 import { testDatabase, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
 import { uniqueLead } from '../workflow/intake-helpers.js';
 import { startProspectsApi, type ProspectsApi } from './prospects-api.js';

@@ -1,15 +1,15 @@
 import type { Server } from 'node:http';
 import type { Client } from '@temporalio/client';
-import type { IntakeDispatcher, IntakeDispatcherOptions } from '../../api/intake-dispatcher.js';
+import type { IntakeDispatcher, IntakeDispatcherOptions } from '../../api/services/intake-dispatcher.js';
 import type { IntakeApiDeps } from '../../api/routes/prospects.js';
 import type { ContractViolation } from '../../api/security/contract.js';
 import { buildApi } from '../../api/server.js';
 import type { Scope } from '../../api/route.js';
-import { ApiKeyStore } from '../../lib/api-keys.js';
-import type { Config } from '../../lib/config.js';
-import type { Pool } from '../../lib/db.js';
-import { createLogger } from '../../lib/logger.js';
-import { loadSecurityConfig } from '../../lib/security-config.js';
+import { ApiKeyStore } from '../../lib/store/api-keys.js';
+import type { Config } from '../../lib/config/config.js';
+import type { Pool } from '../../lib/store/db.js';
+import { createLogger } from '../../lib/config/logger.js';
+import { loadSecurityConfig } from '../../lib/config/security.js';
 
 /**
  * The API as production assembles it (buildApi: security middleware, all

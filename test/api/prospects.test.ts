@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
-import { loadConfig, type Config } from '../../lib/config.js';
-import { createLogger } from '../../lib/logger.js';
+import { loadConfig, type Config } from '../../lib/config/config.js';
+import { createLogger } from '../../lib/config/logger.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 import { registerApprovers, uniqueLead, waitForReadModel, waitForStage } from '../workflow/intake-helpers.js';

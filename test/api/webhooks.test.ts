@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hubspotSignatureV3 } from '../../api/routes/webhooks.js';
-import { loadConfig, type Config } from '../../lib/config.js';
+import { loadConfig, type Config } from '../../lib/config/config.js';
 import { testDatabase, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
 import { uniqueLead } from '../workflow/intake-helpers.js';
 import { startProspectsApi, type ProspectsApi } from './prospects-api.js';

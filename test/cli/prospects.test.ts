@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
-import { loadConfig } from '../../lib/config.js';
-import { createLogger } from '../../lib/logger.js';
+import { loadConfig } from '../../lib/config/config.js';
+import { createLogger } from '../../lib/config/logger.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { startProspectsApi, type ProspectsApi } from '../api/prospects-api.js';
 import { runCli as cli } from '../helpers/cli.js';

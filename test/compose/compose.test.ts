@@ -5,7 +5,7 @@ import { Ajv } from 'ajv';
 import formatsModule from 'ajv-formats';
 import { parse } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SEARCH_ATTRIBUTES } from '../../lib/search-attributes.js';
+import { SEARCH_ATTRIBUTES } from '../../lib/domain/search-attributes.js';
 
 /**
  * No Docker engine runs where tests run, so the deployment files are checked here:
@@ -243,7 +243,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('runs api and worker in production mode, and that configuration loads once the secrets and credentials are given', async () => {
-    const { loadConfig } = await import('../../lib/config.js');
+    const { loadConfig } = await import('../../lib/config/config.js');
     for (const name of APP_SERVICES) {
       const env = envOf(name);
       expect(env.PROSPECTOR_ENV).toBe('production');

@@ -5,8 +5,8 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
-import { backupDatabase, BackupError, restoreDatabase, verifyBackup } from '../../lib/backup.js';
-import { createPool } from '../../lib/db.js';
+import { backupDatabase, BackupError, restoreDatabase, verifyBackup } from '../../lib/ops/backup.js';
+import { createPool } from '../../lib/store/db.js';
 import { testDatabase, withDatabase } from '../helpers/stack.js';
 import { insertSignals, manySignals, scratchDir, tableRows } from './helpers.js';
 

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Pool } from '../../lib/db.js';
+import type { Pool } from '../../lib/store/db.js';
 
 /** A scratch directory removed by the returned function. */
 export function scratchDir(prefix = 'prospector-data-'): { dir: string; remove(): void } {

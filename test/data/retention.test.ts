@@ -10,7 +10,7 @@ import {
   RetentionPolicyError,
   type RetentionPlan,
   type SnapshotRef,
-} from '../../lib/retention.js';
+} from '../../lib/ops/retention.js';
 
 /** The fixed clock: Friday 2025-03-07 12:00 UTC (ISO week 2025-W10). */
 const NOW = new Date('2025-03-07T12:00:00Z');

@@ -11,7 +11,7 @@ import {
   restoreSnapshot,
   SnapshotError,
   verifySnapshot,
-} from '../../lib/snapshots.js';
+} from '../../lib/ops/snapshots.js';
 import { testDatabase } from '../helpers/stack.js';
 import { insertSignals, manySignals, scratchDir, tableRows } from './helpers.js';
 

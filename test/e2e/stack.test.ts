@@ -6,7 +6,7 @@ import getPort from 'get-port';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
-import { ROOT } from '../../lib/paths.js';
+import { ROOT } from '../../lib/config/paths.js';
 
 /**
  * The README's run command, for real: the supervisor brings up Temporal,

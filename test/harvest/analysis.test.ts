@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
-import { keywordAnalysis, LlmMalformedError, parseAnalysisBatch } from '../../activities/analysis.js';
-import type { HarvestActivities } from '../../activities/harvest.js';
-import { upsertSignals } from '../../activities/signals-store.js';
-import type { SignalInput } from '../../activities/sources/types.js';
+import { keywordAnalysis, LlmMalformedError, parseAnalysisBatch } from '../../activities/harvest/analysis.js';
+import type { HarvestActivities } from '../../activities/harvest/index.js';
+import { upsertSignals } from '../../lib/store/signals.js';
+import type { SignalInput } from '../../activities/harvest/sources/types.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import type { testDatabase } from '../helpers/stack.js';

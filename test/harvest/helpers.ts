@@ -1,13 +1,13 @@
 import type { Worker } from '@temporalio/worker';
 import type { WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { createActivities } from '../../activities/index.js';
-import { createHarvestActivities } from '../../activities/harvest.js';
-import { loadConfig, type Config } from '../../lib/config.js';
-import { loadHarvestConfig, type HarvestConfig } from '../../lib/harvest-config.js';
-import { createLogger } from '../../lib/logger.js';
+import { createHarvestActivities } from '../../activities/harvest/index.js';
+import { loadConfig, type Config } from '../../lib/config/config.js';
+import { loadHarvestConfig, type HarvestConfig } from '../../lib/config/harvest.js';
+import { createLogger } from '../../lib/config/logger.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import type { HarvestInput, HarvestSummary, HarvestTuning, SourceQuery } from '../../workflows/harvest-types.js';
+import type { HarvestInput, HarvestSummary, HarvestTuning, SourceQuery } from '../../workflows/harvest/types.js';
 import { testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 
 /** Retries and timeouts short enough for tests; the logic is the production one. */

@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app.js';
 import { harvestRoutesWith } from '../../api/routes/harvests.js';
 import { signalRoutesWith } from '../../api/routes/signals.js';
-import { createLogger } from '../../lib/logger.js';
-import { ensureHarvestSchedule, harvestSchedule } from '../../lib/harvest-schedule.js';
-import type { HarvestSummary } from '../../workflows/harvest-types.js';
+import { createLogger } from '../../lib/config/logger.js';
+import { ensureHarvestSchedule, harvestSchedule } from '../../lib/ops/harvest-schedule.js';
+import type { HarvestSummary } from '../../workflows/harvest/types.js';
 import { runCli as cli } from '../helpers/cli.js';
 import { harvestStack, type HarvestStack } from './helpers.js';
 

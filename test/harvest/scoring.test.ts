@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../lib/config.js';
-import { DEFAULT_WEIGHTS, loadHarvestConfig } from '../../lib/harvest-config.js';
-import { scoreSignal, type ScoreInput } from '../../lib/scoring.js';
+import { ConfigError } from '../../lib/config/config.js';
+import { DEFAULT_WEIGHTS, loadHarvestConfig } from '../../lib/config/harvest.js';
+import { scoreSignal, type ScoreInput } from '../../lib/domain/scoring.js';
 
 /** The score formula against the worked examples in docs/scoring.md, and the weights' settings. */
 

@@ -1,13 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
-import type { HarvestActivities } from '../../activities/harvest.js';
-import { readCursor, upsertSignals } from '../../activities/signals-store.js';
-import { parseFeed } from '../../activities/sources/feed.js';
-import type { SignalInput, SourceQuery } from '../../activities/sources/types.js';
+import type { HarvestActivities } from '../../activities/harvest/index.js';
+import { readCursor, upsertSignals } from '../../lib/store/signals.js';
+import { parseFeed } from '../../activities/harvest/sources/feed.js';
+import type { SignalInput, SourceQuery } from '../../activities/harvest/sources/types.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import type { FetchPageInput, FetchPageResult } from '../../workflows/harvest-types.js';
+import type { FetchPageInput, FetchPageResult } from '../../workflows/harvest/types.js';
 import type { testDatabase } from '../helpers/stack.js';
 import { harvestActivitiesStack } from './helpers.js';
 

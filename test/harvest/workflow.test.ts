@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ProspectDomain } from '../../lib/search-attributes.js';
+import { ProspectDomain } from '../../lib/domain/search-attributes.js';
 import { COMPETITORS, harvestPosts, harvestStack, type HarvestStack } from './helpers.js';
 
 /**
@@ -185,7 +185,7 @@ describe('harvest workflow', () => {
     expect(summary.totals.intakes).toEqual({ started: 1, skipped: 0 });
     const [signalId] = await signalIdsFor(s, [tweetId!]);
     const { rows } = await s.db.pool.query('SELECT intake_workflow_id FROM signals WHERE id = $1', [signalId]);
-    // The intake's own id for the person (lib/prospect.ts), so a person already in an intake is not started twice.
+    // The intake's own id for the person (lib/domain/prospect.ts), so a person already in an intake is not started twice.
     expect(rows[0].intake_workflow_id).toBe('prospect-priya@example.com');
     const child = s.temporal.client.workflow.getHandle('prospect-priya@example.com');
     const history = await child.fetchHistory();

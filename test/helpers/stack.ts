@@ -4,7 +4,7 @@ import { inject } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { createWorkers, type WorkerSetup } from '../../workers/worker.js';
-import { createPool, migrate, type Pool } from '../../lib/db.js';
+import { createPool, migrate, type Pool } from '../../lib/store/db.js';
 import { allProviders } from '../../sandbox/providers/index.js';
 import { startSandbox, type Sandbox } from '../../sandbox/server.js';
 import { SandboxClient } from '../../sandbox/client.js';

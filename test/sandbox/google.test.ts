@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import MailComposer from 'nodemailer/lib/mail-composer';
-import { loadConfig } from '../../lib/config.js';
+import { loadConfig } from '../../lib/config/config.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import {
@@ -13,7 +13,7 @@ import {
   type Gmail,
   type GoogleConfig,
   type OAuth2Client,
-} from '../../activities/google.js';
+} from '../../activities/providers/google.js';
 import { testSandbox } from '../helpers/stack.js';
 
 /**

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ErrorCode, type WebClient } from '@slack/web-api';
 import { ErrorCode as WebhookErrorCode } from '@slack/webhook';
-import { createSlack, createSlackWebhook } from '../../activities/slack.js';
-import { loadConfig, type Config } from '../../lib/config.js';
+import { createSlack, createSlackWebhook } from '../../activities/providers/slack.js';
+import { loadConfig, type Config } from '../../lib/config/config.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { testSandbox } from '../helpers/stack.js';

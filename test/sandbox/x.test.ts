@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Client } from '@xdevplatform/xdk';
-import { createX, searchRecent, XApiError, type SearchRecentPage, type XTweet } from '../../activities/x.js';
-import { loadConfig, type Config } from '../../lib/config.js';
+import { createX, searchRecent, XApiError, type SearchRecentPage, type XTweet } from '../../activities/providers/x.js';
+import { loadConfig, type Config } from '../../lib/config/config.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { testSandbox } from '../helpers/stack.js';

@@ -8,10 +8,10 @@ import type { ApiDeps } from '../../api/deps.js';
 import { defineRoute } from '../../api/route.js';
 import { createSecurity } from '../../api/security/index.js';
 import type { ContractViolation } from '../../api/security/contract.js';
-import { KEY_PATTERN } from '../../lib/api-keys.js';
-import { loadConfig } from '../../lib/config.js';
-import { createLogger } from '../../lib/logger.js';
-import { loadSecurityConfig } from '../../lib/security-config.js';
+import { KEY_PATTERN } from '../../lib/store/api-keys.js';
+import { loadConfig } from '../../lib/config/config.js';
+import { createLogger } from '../../lib/config/logger.js';
+import { loadSecurityConfig } from '../../lib/config/security.js';
 import { testDatabase, testTemporal } from '../helpers/stack.js';
 import { call, LogCapture, samplePath, startTestApi, type TestApi } from './helpers.js';
 

@@ -10,10 +10,10 @@ import type { AnyRoute } from '../../api/route.js';
 import { allRoutes } from '../../api/routes/index.js';
 import { createSecurity, type SecurityInternals } from '../../api/security/index.js';
 import type { ContractViolation } from '../../api/security/contract.js';
-import { loadConfig } from '../../lib/config.js';
-import { createPool, type Pool } from '../../lib/db.js';
-import { createLogger } from '../../lib/logger.js';
-import { loadSecurityConfig } from '../../lib/security-config.js';
+import { loadConfig } from '../../lib/config/config.js';
+import { createPool, type Pool } from '../../lib/store/db.js';
+import { createLogger } from '../../lib/config/logger.js';
+import { loadSecurityConfig } from '../../lib/config/security.js';
 
 /** Every log line a test's apps wrote, to grep for secrets. */
 export class LogCapture extends Writable {

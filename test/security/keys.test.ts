@@ -2,8 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiKeyStore, ensureDevApiKey, KEY_PATTERN } from '../../lib/api-keys.js';
-import { loadSecurityConfig, parseRateLimit } from '../../lib/security-config.js';
+import { ApiKeyStore, ensureDevApiKey, KEY_PATTERN } from '../../lib/store/api-keys.js';
+import { loadSecurityConfig, parseRateLimit } from '../../lib/config/security.js';
 import { testDatabase } from '../helpers/stack.js';
 import { runCli } from '../helpers/cli.js';
 

@@ -1,10 +1,10 @@
 import type { Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi } from '../../api/server.js';
-import { ApiKeyStore } from '../../lib/api-keys.js';
-import { loadConfig } from '../../lib/config.js';
-import { createPool } from '../../lib/db.js';
-import { createLogger } from '../../lib/logger.js';
+import { ApiKeyStore } from '../../lib/store/api-keys.js';
+import { loadConfig } from '../../lib/config/config.js';
+import { createPool } from '../../lib/store/db.js';
+import { createLogger } from '../../lib/config/logger.js';
 import { testDatabase, testTemporal } from '../helpers/stack.js';
 import { call, startRedis, startTestApi, type RedisServer, type TestApi } from './helpers.js';
 

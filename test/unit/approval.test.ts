@@ -1,13 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { composeRaw } from '../../activities/gmail-drafts.js';
-import { contentHash, contentOfMime, describeDifference, draftHash, fieldHashes, contentOfDraft } from '../../lib/approval-content.js';
-import { decidedDraft, refusalFor } from '../../lib/approval-policy.js';
-import { signApprovalToken, verifyApprovalToken, type ApprovalClaims } from '../../lib/approval-token.js';
-import { ConfigError, loadConfig } from '../../lib/config.js';
+import { composeRaw } from '../../activities/intake/gmail.js';
+import { contentHash, contentOfMime, describeDifference, draftHash, fieldHashes, contentOfDraft } from '../../lib/domain/approval-content.js';
+import { decidedDraft, refusalFor } from '../../lib/domain/approvals.js';
+import { signApprovalToken, verifyApprovalToken, type ApprovalClaims } from '../../lib/domain/approval-token.js';
+import { ConfigError, loadConfig } from '../../lib/config/config.js';
 import type { DraftContent } from '../../lib/domain/draft.js';
 import { OPT_OUT_LINE } from '../../lib/domain/email-guards.js';
-import { effectiveSendMode, sendRefusal } from '../../lib/send-policy.js';
+import { effectiveSendMode, sendRefusal } from '../../lib/domain/send-policy.js';
 import type { Approver } from '../../lib/store/approvers.js';
 import { inbound, MAX_SIGNAL_BYTES, screenSignal, type GateView } from '../../workflows/intake/gate.js';
 

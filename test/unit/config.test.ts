@@ -3,9 +3,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../lib/config.js';
-import { ROOT } from '../../lib/paths.js';
-import { ChainSecretProvider, EnvSecretProvider, FileSecretProvider } from '../../lib/secrets.js';
+import { ConfigError, loadConfig } from '../../lib/config/config.js';
+import { ROOT } from '../../lib/config/paths.js';
+import { ChainSecretProvider, EnvSecretProvider, FileSecretProvider } from '../../lib/config/secrets.js';
 
 async function problemsOf(env: NodeJS.ProcessEnv): Promise<string[]> {
   try {

@@ -1,9 +1,9 @@
 import type { Client } from '@temporalio/client';
-import { issueApprovalToken, type ApprovalSettings } from '../../lib/approval-policy.js';
-import type { DecisionAction } from '../../lib/approval-token.js';
-import { loadConfig, type Config } from '../../lib/config.js';
+import { issueApprovalToken, type ApprovalSettings } from '../../lib/domain/approvals.js';
+import type { DecisionAction } from '../../lib/domain/approval-token.js';
+import { loadConfig, type Config } from '../../lib/config/config.js';
 import { editDraft, type DraftEdit } from '../../lib/domain/draft.js';
-import type { IntakeStatus } from '../../lib/prospect.js';
+import type { IntakeStatus } from '../../lib/domain/prospect.js';
 import { draftContent, status } from './intake-helpers.js';
 
 /** What the approval-integrity tests share: a production-rules worker config, and signing as an approver would. */

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
-import type { Pool } from '../../lib/db.js';
+import type { Pool } from '../../lib/store/db.js';
 import type { DraftContent } from '../../lib/domain/draft.js';
-import { startIntake, type IntakeInput, type IntakeStatus, type LeadInput, type Stage } from '../../lib/prospect.js';
+import { startIntake, type IntakeInput, type IntakeStatus, type LeadInput, type Stage } from '../../lib/domain/prospect.js';
 import { putApprover } from '../../lib/store/approvers.js';
-import { statusQuery } from '../../workflows/intake.js';
+import { statusQuery } from '../../workflows/intake/process.js';
 
 /** Shared by the intake test files: start, watch and inspect intakes. */
 

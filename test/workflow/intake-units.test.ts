@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { chooseSlots, slotLabel, zonedInstant } from '../../activities/calendar-slots.js';
-import { crmFacts, hubspotTimeZone } from '../../activities/crm-records.js';
-import { checkGrounding, contextBlock, type WriterContext } from '../../activities/email-writer.js';
+import { chooseSlots, slotLabel, zonedInstant } from '../../activities/intake/slots.js';
+import { crmFacts, hubspotTimeZone } from '../../activities/intake/crm.js';
+import { checkGrounding, contextBlock, type WriterContext } from '../../activities/intake/writer.js';
 import { checkGuards, OPT_OUT_LINE, withOptOut } from '../../lib/domain/email-guards.js';
 import { parseSubmission } from '../../api/routes/webhooks.js';
-import { draftMessageId, durationMs, intakeWorkflowId, normaliseEmail, parseSuppressionPattern, suppressionCandidates } from '../../lib/prospect.js';
+import { draftMessageId, durationMs, intakeWorkflowId, normaliseEmail, parseSuppressionPattern, suppressionCandidates } from '../../lib/domain/prospect.js';
 
 /** The intake's pure rules, without servers: identity, suppression, grounding, guards, slots, form parsing. */
 

@@ -1,20 +1,20 @@
 import { execFile } from 'node:child_process';
-import { seededRandom } from '../../lib/prng.js';
+import { seededRandom } from '../../lib/domain/prng.js';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import { createActivities } from '../../activities/index.js';
-import { updateSettings } from '../../activities/prospects-store.js';
-import { loadConfig, type Config } from '../../lib/config.js';
-import { createLogger } from '../../lib/logger.js';
-import { intakeWorkflowId, type IntakeResult } from '../../lib/prospect.js';
-import { ApprovalState, ProspectDomain, ProspectOwner, ProspectStage } from '../../lib/search-attributes.js';
+import { updateSettings } from '../../lib/store/prospects.js';
+import { loadConfig, type Config } from '../../lib/config/config.js';
+import { createLogger } from '../../lib/config/logger.js';
+import { intakeWorkflowId, type IntakeResult } from '../../lib/domain/prospect.js';
+import { ApprovalState, ProspectDomain, ProspectOwner, ProspectStage } from '../../lib/domain/search-attributes.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import { approveSignal, editSignal, rejectSignal } from '../../workflows/intake.js';
-import { composeRaw } from '../../activities/gmail-drafts.js';
+import { approveSignal, editSignal, rejectSignal } from '../../workflows/intake/process.js';
+import { composeRaw } from '../../activities/intake/gmail.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 import { auditOf, draftContent, effectsOf, registerApprovers, status, submit, uniqueLead, waitForReadModel, waitForStage } from './intake-helpers.js';
 
@@ -466,7 +466,7 @@ describe('prospect intake workflow', () => {
 
     // Approved, but someone changed the body in Gmail since, keeping our Message-ID: not sent, and the reason says what changed.
     await approve(d.contentHash!);
-    const { createGmail } = await import('../../activities/google.js');
+    const { createGmail } = await import('../../activities/providers/google.js');
     const gmail = createGmail(config.providers.google);
     const raw = await composeRaw({ ...draftContent(st), body: `${d.body}\n\nP.S. 50% off if you sign today.` });
     await gmail.users.drafts.update({ userId: 'me', id: d.draftId!, requestBody: { message: { raw } } });

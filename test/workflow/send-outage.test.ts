@@ -5,13 +5,13 @@ import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../../activities/index.js';
 import { startEmbeddedPostgres, type EmbeddedDb } from '../../infra/postgres-dev.js';
-import { loadConfig } from '../../lib/config.js';
-import { createPool, migrate, type Pool } from '../../lib/db.js';
-import { createLogger } from '../../lib/logger.js';
-import type { IntakeResult } from '../../lib/prospect.js';
+import { loadConfig } from '../../lib/config/config.js';
+import { createPool, migrate, type Pool } from '../../lib/store/db.js';
+import { createLogger } from '../../lib/config/logger.js';
+import type { IntakeResult } from '../../lib/domain/prospect.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import { approveSignal } from '../../workflows/intake.js';
+import { approveSignal } from '../../workflows/intake/process.js';
 import { quietTemporalRuntime, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 import { auditOf, effectsOf, registerApprovers, status, submit, uniqueLead, waitForStage } from './intake-helpers.js';
 

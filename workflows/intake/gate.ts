@@ -1,12 +1,12 @@
-import type { DecisionRequest } from '../../lib/approval-policy.js';
-import type { Refusal } from '../../lib/prospect.js';
+import type { DecisionRequest } from '../../lib/domain/approvals.js';
+import type { Refusal } from '../../lib/domain/prospect.js';
 
 /**
  * The approval gate's own rules, pure so the workflow can apply them to
  * every signal without an activity: what a signal must carry, when it is on
  * time, which version it may act on. What needs the outside world (is this a
  * registered approver, is the token genuine) is judged after this, once per
- * batch, by the intakeAuthorise activity (lib/approval-policy.ts).
+ * batch, by the intakeAuthorise activity (lib/domain/approvals.ts).
  */
 
 export type SignalName = 'approve' | 'edit' | 'reject';

@@ -1,0 +1,413 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import ms from 'ms';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { defaultSecretProvider, type SecretProvider } from './secrets.js';
+
+/**
+ * One validated configuration for every process. Settings are named by their
+ * environment variable; an optional YAML/JSON file (PROSPECTOR_CONFIG_FILE)
+ * holds the same names, and the environment overrides it. Secrets are looked
+ * up through a SecretProvider so they can live in files or a vault.
+ */
+
+export class ConfigError extends Error {
+  constructor(readonly problems: { setting: string; message: string }[]) {
+    super(
+      `Invalid configuration:\n${problems.map((p) => `  - ${p.setting}: ${p.message}`).join('\n')}`,
+    );
+    this.name = 'ConfigError';
+  }
+}
+
+/** A duration setting such as "30s", "15m" or "72h", parsed to milliseconds. */
+export const durationSetting = (fallback: string, bounds: { allowZero?: boolean; max?: number } = {}) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value, ctx) => {
+      const parsed = ms(value as ms.StringValue);
+      const tooSmall = typeof parsed === 'number' && (bounds.allowZero ? parsed < 0 : parsed <= 0);
+      if (typeof parsed !== 'number' || !Number.isFinite(parsed) || tooSmall || (bounds.max !== undefined && parsed > bounds.max)) {
+        const limit = bounds.max !== undefined ? ` of at most ${ms(bounds.max)}` : '';
+        ctx.addIssue({ code: 'custom', message: `expected a duration such as "500ms", "30s", "15m" or "72h"${limit}, got "${value}"` });
+        return z.NEVER;
+      }
+      return parsed;
+    });
+const duration = durationSetting;
+
+const port = (fallback: number) =>
+  z.coerce
+    .number({ error: 'expected a port number' })
+    .int('expected a whole port number')
+    .min(1, 'expected a port between 1 and 65535')
+    .max(65535, 'expected a port between 1 and 65535')
+    .default(fallback);
+
+const bool = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'expected true or false' })
+    .default(fallback ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const url = z.url({ error: 'expected a URL such as http://host:port' });
+const optionalText = z.string().min(1).optional();
+
+/** Settings read as plain values (env or file). */
+const settingsSchema = z.object({
+  PROSPECTOR_ENV: z.enum(['development', 'test', 'production'], { error: 'expected development, test or production' }).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
+  DATA_DIR: z.string().min(1).default('.data'),
+
+  PORT: port(3000),
+  API_BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i, 'expected a size such as "100kb" or "1mb"').default('100kb'),
+  PUBLIC_URL: url.optional(),
+
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// connection URL').optional(),
+  EMBEDDED_PG_PORT: port(54329),
+  DB_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+
+  TEMPORAL_ADDRESS: z.string().regex(/^[^\s:]+:\d+$/, 'expected host:port, e.g. localhost:7233').default('localhost:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TLS: bool(false),
+  TEMPORAL_TLS_CERT_PATH: optionalText,
+  TEMPORAL_TLS_KEY_PATH: optionalText,
+  TEMPORAL_UI_PORT: port(8233),
+  TEMPORAL_UI_URL: url.optional(),
+  TEMPORAL_CLI_PATH: optionalText,
+  TEMPORAL_ALLOW_INSECURE: bool(false),
+
+  WORKER_SHUTDOWN_GRACE: duration('90s'),
+  WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  ACTIVITY_TIMEOUT: duration('60s'),
+
+  SANDBOX_URL: url.default('http://127.0.0.1:4010'),
+  SANDBOX_PORT: port(4010),
+
+  SENDER_EMAIL: z.email({ error: 'expected an email address' }).default('sales@prospector.example'),
+  SEND_MODE: z.enum(['draft_only', 'send_on_approval'], { error: 'expected draft_only or send_on_approval' }).default('draft_only'),
+  ALLOW_SEND_ON_APPROVAL: bool(false),
+  APPROVAL_TIMEOUT: duration('72h'),
+  APPROVAL_TOKEN_TTL: duration('12h', { max: 7 * 86_400_000 }),
+  SEND_LOOKUP_PATIENCE: duration('15m'),
+
+  OPENAI_MODEL: z.string().min(1).default('gpt-4o-mini'),
+  SLACK_CHANNEL: z.string().min(1).default('#prospector'),
+
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'expected a redis:// URL').optional(),
+  CORS_ORIGINS: z.string().default(''),
+});
+
+/** Settings that are secrets: looked up through the SecretProvider, never logged. */
+const SECRET_SETTINGS = [
+  'TEMPORAL_API_KEY',
+  'GOOGLE_CLIENT_ID',
+  'GOOGLE_CLIENT_SECRET',
+  'GOOGLE_REFRESH_TOKEN',
+  'HUBSPOT_ACCESS_TOKEN',
+  'HUBSPOT_CLIENT_SECRET',
+  'OPENAI_API_KEY',
+  'SLACK_BOT_TOKEN',
+  'SLACK_WEBHOOK_URL',
+  'SLACK_SIGNING_SECRET',
+  'X_BEARER_TOKEN',
+  'API_KEY_PEPPER',
+  'APPROVAL_TOKEN_SECRET',
+  'APPROVAL_TOKEN_SECRET_PREVIOUS',
+] as const;
+
+/**
+ * Settings validated by the modules that own them (lib/config/security.ts,
+ * lib/config/harvest.ts, ...). The config file may hold them too.
+ */
+const MODULE_SETTING = /^(API_KEY_|RATE_LIMIT_|AUDIT_|HARVEST_|INTAKE_|SNAPSHOT_|SCORE_|SCORING_)/;
+type SecretName = (typeof SECRET_SETTINGS)[number];
+
+type Settings = z.output<typeof settingsSchema>;
+
+export type ProviderName = 'google' | 'hubspot' | 'openai' | 'slack' | 'x';
+
+/** How one provider is reached: the local sandbox, or the real service with credentials. */
+export interface ProviderEndpoint {
+  mode: 'sandbox' | 'live';
+  /** Base URL the SDK is pointed at (the sandbox prefix in sandbox mode). */
+  baseUrl: string;
+}
+
+export interface Config {
+  env: Settings['PROSPECTOR_ENV'];
+  logLevel: Settings['LOG_LEVEL'];
+  dataDir: string;
+  api: { port: number; bodyLimit: string; publicUrl: string; corsOrigins: string[] };
+  database: { url?: string; embeddedPort: number; poolMax: number };
+  temporal: {
+    address: string;
+    namespace: string;
+    tls: boolean;
+    tlsCertPath?: string;
+    tlsKeyPath?: string;
+    apiKey?: string;
+    uiUrl: string;
+    uiPort: number;
+    cliPath?: string;
+    /** Production runs without mTLS or an API key to Temporal only when this is set (and says so loudly). */
+    allowInsecure: boolean;
+  };
+  worker: { shutdownGraceMs: number; activityTimeoutMs: number; metricsPort: number };
+  sandbox: { url: string; port: number };
+  outreach: {
+    senderEmail: string;
+    /** What the deployment allows: an intake may only narrow it (lib/domain/send-policy.ts). */
+    sendMode: Settings['SEND_MODE'];
+    approvalTimeoutMs: number;
+    /** How long a send whose answer was lost is looked for in Gmail before a person is asked. */
+    sendLookupPatienceMs: number;
+  };
+  approvals: {
+    /** Signing secret first; a previous one still verifies during a rotation. */
+    tokenSecrets: string[];
+    tokenTtlMs: number;
+    /** Production: every decision, whatever the channel, carries a signed token. */
+    signedOnly: boolean;
+  };
+  redisUrl?: string;
+  providers: {
+    google: ProviderEndpoint & { clientId?: string; clientSecret?: string; refreshToken?: string; tokenUrl: string };
+    hubspot: ProviderEndpoint & { accessToken: string; clientSecret?: string };
+    openai: ProviderEndpoint & { apiKey: string; model: string };
+    slack: ProviderEndpoint & { botToken: string; webhookUrl: string; signingSecret?: string; channel: string };
+    x: ProviderEndpoint & { bearerToken: string };
+  };
+}
+
+/**
+ * Signs approval tokens where no secret is configured. Development only: it is
+ * public, and production refuses to start with it.
+ */
+export const DEV_APPROVAL_TOKEN_SECRET = 'prospector-development-approval-secret-not-for-production';
+
+/** Token the SDKs send to the sandbox; the sandbox accepts any non-empty bearer. */
+export const SANDBOX_TOKEN = 'sandbox-token';
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  secrets?: SecretProvider;
+  /** Settings that win over env and file (tests, the dev supervisor). */
+  overrides?: Record<string, string | undefined>;
+}
+
+export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
+  const env = options.env ?? process.env;
+  const secrets = options.secrets ?? defaultSecretProvider(env);
+  const raw = { ...readConfigFile(env.PROSPECTOR_CONFIG_FILE), ...pickSettings(env), ...definedOnly(options.overrides) };
+
+  const parsed = settingsSchema.safeParse(raw);
+  const problems: { setting: string; message: string }[] = [];
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const setting = String(issue.path[0] ?? 'config');
+      problems.push({ setting, message: describeIssue(issue, raw[setting as keyof typeof raw]) });
+    }
+  }
+
+  const secretValues: Partial<Record<SecretName, string>> = {};
+  for (const name of SECRET_SETTINGS) {
+    try {
+      const value = options.overrides?.[name] ?? (await secrets.get(name));
+      if (value !== undefined) secretValues[name] = value;
+    } catch (err) {
+      problems.push({ setting: name, message: (err as Error).message });
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const config = buildConfig(parsed.data!, secretValues);
+  const policy = checkPolicy(config, parsed.data!, secretValues);
+  if (policy.length > 0) throw new ConfigError(policy);
+  return config;
+}
+
+function buildConfig(s: Settings, secret: Partial<Record<SecretName, string>>): Config {
+  const sandbox = s.SANDBOX_URL.replace(/\/$/, '');
+  const live = (has: boolean) => (has ? ('live' as const) : ('sandbox' as const));
+  const googleLive = Boolean(secret.GOOGLE_REFRESH_TOKEN);
+  const slackLive = Boolean(secret.SLACK_BOT_TOKEN || secret.SLACK_WEBHOOK_URL);
+  const [host] = s.TEMPORAL_ADDRESS.split(':');
+  return {
+    env: s.PROSPECTOR_ENV,
+    logLevel: s.LOG_LEVEL,
+    dataDir: path.resolve(s.DATA_DIR),
+    api: {
+      port: s.PORT,
+      bodyLimit: s.API_BODY_LIMIT,
+      publicUrl: s.PUBLIC_URL ?? `http://localhost:${s.PORT}`,
+      corsOrigins: s.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean),
+    },
+    database: { url: s.DATABASE_URL, embeddedPort: s.EMBEDDED_PG_PORT, poolMax: s.DB_POOL_MAX },
+    temporal: {
+      address: s.TEMPORAL_ADDRESS,
+      namespace: s.TEMPORAL_NAMESPACE,
+      tls: s.TEMPORAL_TLS || Boolean(secret.TEMPORAL_API_KEY),
+      tlsCertPath: s.TEMPORAL_TLS_CERT_PATH,
+      tlsKeyPath: s.TEMPORAL_TLS_KEY_PATH,
+      apiKey: secret.TEMPORAL_API_KEY,
+      uiPort: s.TEMPORAL_UI_PORT,
+      uiUrl: (s.TEMPORAL_UI_URL ?? `http://${host}:${s.TEMPORAL_UI_PORT}`).replace(/\/$/, ''),
+      cliPath: s.TEMPORAL_CLI_PATH,
+      allowInsecure: s.TEMPORAL_ALLOW_INSECURE,
+    },
+    worker: { shutdownGraceMs: s.WORKER_SHUTDOWN_GRACE, activityTimeoutMs: s.ACTIVITY_TIMEOUT, metricsPort: s.WORKER_METRICS_PORT },
+    sandbox: { url: sandbox, port: s.SANDBOX_PORT },
+    outreach: { senderEmail: s.SENDER_EMAIL, sendMode: s.SEND_MODE, approvalTimeoutMs: s.APPROVAL_TIMEOUT, sendLookupPatienceMs: s.SEND_LOOKUP_PATIENCE },
+    approvals: {
+      tokenSecrets: [secret.APPROVAL_TOKEN_SECRET ?? DEV_APPROVAL_TOKEN_SECRET, ...(secret.APPROVAL_TOKEN_SECRET_PREVIOUS ? [secret.APPROVAL_TOKEN_SECRET_PREVIOUS] : [])],
+      tokenTtlMs: s.APPROVAL_TOKEN_TTL,
+      signedOnly: s.PROSPECTOR_ENV === 'production',
+    },
+    redisUrl: s.REDIS_URL,
+    providers: {
+      google: {
+        mode: live(googleLive),
+        baseUrl: googleLive ? 'https://www.googleapis.com/' : `${sandbox}/`,
+        tokenUrl: googleLive ? 'https://oauth2.googleapis.com/token' : `${sandbox}/token`,
+        clientId: secret.GOOGLE_CLIENT_ID ?? (googleLive ? undefined : 'sandbox-client'),
+        clientSecret: secret.GOOGLE_CLIENT_SECRET ?? (googleLive ? undefined : 'sandbox-secret'),
+        refreshToken: secret.GOOGLE_REFRESH_TOKEN ?? (googleLive ? undefined : 'sandbox-refresh-token'),
+      },
+      hubspot: {
+        mode: live(Boolean(secret.HUBSPOT_ACCESS_TOKEN)),
+        baseUrl: secret.HUBSPOT_ACCESS_TOKEN ? 'https://api.hubapi.com' : `${sandbox}/hubspot`,
+        accessToken: secret.HUBSPOT_ACCESS_TOKEN ?? SANDBOX_TOKEN,
+        clientSecret: secret.HUBSPOT_CLIENT_SECRET ?? (secret.HUBSPOT_ACCESS_TOKEN ? undefined : 'sandbox-hubspot-secret'),
+      },
+      openai: {
+        mode: live(Boolean(secret.OPENAI_API_KEY)),
+        baseUrl: secret.OPENAI_API_KEY ? 'https://api.openai.com/v1' : `${sandbox}/openai/v1`,
+        apiKey: secret.OPENAI_API_KEY ?? SANDBOX_TOKEN,
+        model: s.OPENAI_MODEL,
+      },
+      slack: {
+        mode: live(slackLive),
+        baseUrl: slackLive ? 'https://slack.com/api/' : `${sandbox}/slack/api/`,
+        botToken: secret.SLACK_BOT_TOKEN ?? `xoxb-${SANDBOX_TOKEN}`,
+        webhookUrl: secret.SLACK_WEBHOOK_URL ?? `${sandbox}/slack/webhook/T000/B000/sandbox`,
+        signingSecret: secret.SLACK_SIGNING_SECRET ?? (slackLive ? undefined : 'sandbox-slack-signing-secret'),
+        channel: s.SLACK_CHANNEL,
+      },
+      x: {
+        mode: live(Boolean(secret.X_BEARER_TOKEN)),
+        baseUrl: secret.X_BEARER_TOKEN ? 'https://api.x.com' : `${sandbox}/x`,
+        bearerToken: secret.X_BEARER_TOKEN ?? SANDBOX_TOKEN,
+      },
+    },
+  };
+}
+
+/** Rules across settings: what production refuses even when each value is valid. */
+function checkPolicy(config: Config, s: Settings, secret: Partial<Record<SecretName, string>>) {
+  const problems: { setting: string; message: string }[] = [];
+  if (config.outreach.sendMode === 'send_on_approval' && config.env === 'production' && !s.ALLOW_SEND_ON_APPROVAL) {
+    problems.push({ setting: 'SEND_MODE', message: 'send_on_approval in production needs ALLOW_SEND_ON_APPROVAL=true' });
+  }
+  if (config.env === 'production') {
+    const secretValue = secret.APPROVAL_TOKEN_SECRET;
+    if (!secretValue || secretValue === DEV_APPROVAL_TOKEN_SECRET) {
+      problems.push({ setting: 'APPROVAL_TOKEN_SECRET', message: 'required in production: a random secret of at least 32 characters (e.g. `openssl rand -hex 32`)' });
+    }
+    const authenticated = Boolean(config.temporal.apiKey) || Boolean(config.temporal.tlsCertPath && config.temporal.tlsKeyPath);
+    if (!authenticated && !config.temporal.allowInsecure) {
+      problems.push({
+        setting: 'TEMPORAL_ADDRESS',
+        message:
+          'production needs an authenticated Temporal connection (TEMPORAL_TLS_CERT_PATH + TEMPORAL_TLS_KEY_PATH for mTLS, or TEMPORAL_API_KEY): ' +
+          'whoever reaches Temporal can signal intakes. TEMPORAL_ALLOW_INSECURE=true overrides this on a private network.',
+      });
+    }
+    if (!s.DATABASE_URL) problems.push({ setting: 'DATABASE_URL', message: 'required in production (the embedded database is for development)' });
+    for (const [name, value] of Object.entries(config.providers)) {
+      if (value.mode === 'sandbox') problems.push({ setting: providerCredential(name as ProviderName), message: `required in production: ${name} would talk to the sandbox` });
+    }
+    if (config.providers.google.mode === 'live' && (!secret.GOOGLE_CLIENT_ID || !secret.GOOGLE_CLIENT_SECRET)) {
+      problems.push({ setting: 'GOOGLE_CLIENT_ID', message: 'GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are required with GOOGLE_REFRESH_TOKEN' });
+    }
+  }
+  if (config.worker.shutdownGraceMs <= config.worker.activityTimeoutMs) {
+    problems.push({ setting: 'WORKER_SHUTDOWN_GRACE', message: `must be longer than ACTIVITY_TIMEOUT (${s.ACTIVITY_TIMEOUT} ms) so running activities can finish on shutdown` });
+  }
+  for (const name of ['APPROVAL_TOKEN_SECRET', 'APPROVAL_TOKEN_SECRET_PREVIOUS'] as const) {
+    const value = secret[name];
+    if (value !== undefined && value.length < 32) problems.push({ setting: name, message: 'must be at least 32 characters' });
+  }
+  if (Boolean(s.TEMPORAL_TLS_CERT_PATH) !== Boolean(s.TEMPORAL_TLS_KEY_PATH)) {
+    problems.push({ setting: 'TEMPORAL_TLS_CERT_PATH', message: 'TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH must be set together' });
+  }
+  return problems;
+}
+
+function providerCredential(name: ProviderName): string {
+  return { google: 'GOOGLE_REFRESH_TOKEN', hubspot: 'HUBSPOT_ACCESS_TOKEN', openai: 'OPENAI_API_KEY', slack: 'SLACK_BOT_TOKEN', x: 'X_BEARER_TOKEN' }[name];
+}
+
+function describeIssue(issue: z.core.$ZodIssue, value: unknown): string {
+  const shown = value === undefined ? '' : `, got "${String(value)}"`;
+  if (issue.code === 'custom') return issue.message;
+  return `${issue.message}${shown}`;
+}
+
+function pickSettings(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const key of Object.keys(settingsSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') out[key] = value;
+  }
+  return out;
+}
+
+function definedOnly(values: Record<string, string | undefined> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(values ?? {})) if (v !== undefined && !(SECRET_SETTINGS as readonly string[]).includes(k)) out[k] = v;
+  return out;
+}
+
+function readConfigFile(file: string | undefined): Record<string, string> {
+  if (!file) return {};
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([{ setting: 'PROSPECTOR_CONFIG_FILE', message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code})` }]);
+  }
+  let data: unknown;
+  try {
+    data = YAML.parse(text);
+  } catch (err) {
+    throw new ConfigError([{ setting: 'PROSPECTOR_CONFIG_FILE', message: `${file} is not valid YAML/JSON: ${(err as Error).message}` }]);
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    throw new ConfigError([{ setting: 'PROSPECTOR_CONFIG_FILE', message: `${file} must hold a map of SETTING: value` }]);
+  }
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(data)) {
+    if (!(key in settingsSchema.shape) && !MODULE_SETTING.test(key) && !(SECRET_SETTINGS as readonly string[]).includes(key)) {
+      throw new ConfigError([{ setting: key, message: `unknown setting in ${file}` }]);
+    }
+    out[key] = String(value);
+  }
+  return out;
+}
+
+/** Loads config or ends the process with a message naming each bad setting. */
+export async function loadConfigOrExit(options: LoadOptions = {}): Promise<Config> {
+  try {
+    return await loadConfig(options);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+}
