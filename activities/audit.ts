@@ -1,19 +1,9 @@
 import type { Pool } from '../lib/store/db.js';
-import { appendAudit } from '../lib/store/audit.js';
+import { appendAudit, type AuditEvent } from '../lib/store/audit.js';
 
-/** One line of the audit trail: who did what to which workflow, and how it ended. */
-export interface AuditEvent {
-  /** Business key that makes a retried write land on the same row. */
-  eventKey?: string;
-  workflowId?: string;
-  runId?: string;
-  actor: string;
-  kind: 'step' | 'signal' | 'decision' | 'api' | 'system';
-  action: string;
-  outcome: string;
-  details?: Record<string, unknown>;
-}
+export type { AuditEvent };
 
+/** The audit trail as an activity: what a workflow records beside its own steps (the harvest's summary line). */
 export interface AuditStore {
   appendAudit(event: AuditEvent): Promise<void>;
 }

@@ -1,6 +1,7 @@
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import { z, type ZodType } from 'zod';
 import { HttpProblem, sendProblem } from './problem.js';
+import { hasNul } from '../lib/domain/text.js';
 
 /**
  * Every /v1 route is declared once, with zod schemas for what it accepts and
@@ -8,8 +9,8 @@ import { HttpProblem, sendProblem } from './problem.js';
  * rate limiting, and generates the OpenAPI document, so they cannot drift.
  */
 
-export const SCOPES = ['prospects:read', 'prospects:write', 'approvals:write', 'harvest:write', 'signals:read', 'admin'] as const;
-export type Scope = (typeof SCOPES)[number];
+export { SCOPES, type Scope } from '../lib/domain/scopes.js';
+import type { Scope } from '../lib/domain/scopes.js';
 
 /** Who may call a route: a key with a scope, nobody special (health, docs), or a signed webhook. */
 export type RouteAuth = { scope: Scope } | 'public' | 'signed-webhook';
@@ -21,7 +22,7 @@ export interface ResponseSpec {
   contentType?: string;
 }
 
-/** Filled in by the auth middleware (issue: API keys) when the caller presented a valid key. */
+/** Filled in by the auth middleware when the caller presented a valid key. */
 export interface Caller {
   keyId: string;
   name: string;
@@ -104,7 +105,7 @@ function parsePart<T>(schema: ZodType<T> | undefined, value: unknown, where: str
 }
 
 function findNul(value: unknown, path: string): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
+  if (typeof value === 'string') return hasNul(value) ? path : undefined;
   if (value && typeof value === 'object') {
     for (const [k, v] of Object.entries(value)) {
       const found = findNul(v, `${path}.${k}`);

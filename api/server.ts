@@ -1,9 +1,10 @@
 import { asyncCommitPool } from '../lib/store/db.js';
 import { createApp } from './app.js';
 import { startIntakeDispatcher, type IntakeDispatcher, type IntakeDispatcherOptions } from './services/intake-dispatcher.js';
-import { outboxDepth, submissionSignal } from './services/intake-outbox.js';
+import { outboxDepth } from '../lib/store/outbox.js';
+import { submissionSignal } from './services/intake-outbox.js';
 import { reportOutboxDepth } from './metrics.js';
-import type { IntakeApiDeps } from './routes/prospects.js';
+import type { IntakeApiDeps } from './services/submissions.js';
 import { allRoutes } from './routes/index.js';
 import { createSecurity, type SecurityOptions } from './security/index.js';
 

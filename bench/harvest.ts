@@ -16,7 +16,7 @@ import { SandboxClient } from '../sandbox/client.js';
 import { allProviders } from '../sandbox/providers/index.js';
 import { startSandbox } from '../sandbox/server.js';
 import { createWorkers } from '../workers/worker.js';
-import type { HarvestInput, HarvestSummary } from '../workflows/harvest/types.js';
+import type { HarvestInput, HarvestSummary } from '../lib/domain/harvest.js';
 
 /**
  * Harvest benchmark: N sandbox tweets (default 10,000) fetched, stored,

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import getPort from 'get-port';
 import { Client, Connection } from '@temporalio/client';
-import { readSettings, updateSettings } from '../lib/store/prospects.js';
+import { readSettings, updateSettings } from '../lib/store/settings.js';
 import { startEmbeddedPostgres, type EmbeddedDb } from '../infra/postgres-dev.js';
 import { findTemporalCli, startTemporalDevServer, type DevServer } from '../infra/temporal-dev.js';
 import { loadConfig } from '../lib/config/config.js';
@@ -18,7 +18,7 @@ import { checkSentInvariants, sandboxFigures, type SandboxFigures, type Started 
 import { startWorkerProcess, writeWorkflowBundle, type ChildWorker, type WorkerEnv } from '../test/workflow/fixtures/spawn-worker.js';
 
 /**
- * The intake acceptance run (issue 3), with wall times:
+ * The intake acceptance run, with wall times:
  *
  *   1. clean:  N intakes submitted at once through POST /v1/prospects (send_on_approval),
  *              started by the API's outbox dispatcher;
@@ -128,7 +128,7 @@ async function startStack(): Promise<Stack> {
 
 /** Counts of these intakes per stage, from the read model. */
 async function stages(pool: Pool, ids: string[]): Promise<Record<string, number>> {
-  const { rows } = await pool.query('SELECT stage, count(*)::int AS n FROM prospects WHERE id = ANY($1::text[]) GROUP BY stage', [ids]);
+  const { rows } = await pool.query('SELECT stage, count(*)::int AS n FROM prospect_rows WHERE id = ANY($1::text[]) GROUP BY stage', [ids]);
   return Object.fromEntries(rows.map((r) => [r.stage, r.n]));
 }
 

@@ -4,7 +4,7 @@ import { loadConfigOrExit } from '../lib/config/config.js';
 import { createPool, migrate } from '../lib/store/db.js';
 import { createLogger, temporalLogger } from '../lib/config/logger.js';
 import { reportReady } from '../lib/config/ready.js';
-import { ensureHarvestSchedule } from '../lib/ops/harvest-schedule.js';
+import { ensureHarvestSchedule } from '../api/services/harvest-schedule.js';
 import { connectClient, connectWorker, ensureSearchAttributes, warnIfInsecure } from '../lib/config/temporal.js';
 import { resolveDatabaseUrl } from '../lib/config/database-url.js';
 import { createWorkers, runWorkers } from './worker.js';
@@ -28,7 +28,7 @@ const pool = createPool(databaseUrl, config.database.poolMax);
 
 const client = await connectClient(config.temporal);
 await ensureSearchAttributes(client, config.temporal.namespace, log);
-await ensureHarvestSchedule(client, { log });
+await ensureHarvestSchedule(client, { harvest: config.harvest, log });
 const connection = await connectWorker(config.temporal);
 
 const workers = await createWorkers({

@@ -1,6 +1,6 @@
 import type OpenAI from 'openai';
 import { z } from 'zod';
-import { CATEGORIES, SENTIMENTS, type Category, type Sentiment } from '../../lib/config/harvest.js';
+import { CATEGORIES, SENTIMENTS, type Category, type Sentiment } from '../../lib/domain/scoring.js';
 import type { Analysis, SignalForAnalysis } from '../../lib/store/signals.js';
 
 /**

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import OpenAI from 'openai';
 import type { WebClient } from '@slack/web-api';
-import { loadHarvestConfig, type HarvestConfig } from '../../lib/config/harvest.js';
+import type { HarvestConfig } from '../../lib/config/harvest.js';
 import { intakeWorkflowId, normaliseEmail } from '../../lib/domain/prospect.js';
 import type {
   AnalysisChunk,
@@ -12,9 +12,9 @@ import type {
   HarvestTuning,
   IntakeCandidate,
   SourceQuery,
-} from '../../workflows/harvest/types.js';
+} from '../../lib/domain/harvest.js';
 import { analyseWithLlm, keywordAnalysis, LlmMalformedError, LlmRefusalError, LlmTruncatedError } from './analysis.js';
-import type { ActivityDeps } from '../index.js';
+import type { ActivityDeps } from '../deps.js';
 import { createNotifier, isPermanentSlackError, slackRetryAfterMs, type DeliveryOutcome, type NotifyInput } from './notify.js';
 import { createOpenAI } from '../providers/openai.js';
 import { scorePage, type ScorePageInput, type ScorePageResult } from './scoring.js';
@@ -22,9 +22,11 @@ import { createSlack } from '../providers/slack.js';
 import { createSources, SourceRateLimitedError, SourceRejectedError, type SourceRegistry } from './sources/index.js';
 import {
   completeWindow,
+  contactSignals,
   discardOpenWindow,
   readCursor,
   readOpenWindow,
+  recordIntake,
   recordRunEnd,
   recordRunStart,
   saveAnalyses,
@@ -78,8 +80,7 @@ export interface AnalyseRangeResult {
 
 export function createHarvestActivities(deps: ActivityDeps, options: HarvestActivityOptions = {}) {
   const { pool, log } = deps;
-  let harvestConfig = options.harvest;
-  const harvest = () => (harvestConfig ??= loadHarvestConfig());
+  const harvest = () => options.harvest ?? deps.config.harvest;
   let sources = options.sources;
   const source = (q: SourceQuery) => (sources ??= createSources(deps.config))[q.source];
   const openai = options.openai ?? createOpenAI(deps.config.providers.openai, { timeoutMs: 60_000 });
@@ -215,38 +216,27 @@ export function createHarvestActivities(deps: ActivityDeps, options: HarvestActi
     /** Qualifying signals of intake-enabled queries whose author is a known contact, one per email. */
     async harvestIntakeCandidates(input: { since: string; queryNames: string[]; threshold: number; categories: string[]; limit: number }): Promise<IntakeCandidate[]> {
       if (input.queryNames.length === 0 || input.limit === 0) return [];
-      const { rows } = await pool.query(
-        `SELECT * FROM (
-           SELECT DISTINCT ON (c.email) s.id::text AS signal_id, c.email, c.name, c.company, s.source, s.url, s.score::float AS score,
-                  s.category, s.text, s.author_handle
-             FROM signals s
-             JOIN signal_author_contacts c ON c.source = s.source AND c.author_handle = lower(s.author_handle)
-            WHERE s.score >= $1 AND s.category = ANY($2::text[]) AND s.query_names && $3::text[]
-              AND s.intake_workflow_id IS NULL AND s.last_seen_at >= $4
-            ORDER BY c.email, s.score DESC) best
-         ORDER BY score DESC LIMIT $5`,
-        [input.threshold, input.categories, input.queryNames, input.since, input.limit],
-      );
-      return rows.flatMap((r) => {
+      const signals = await contactSignals(pool, input);
+      return signals.flatMap((r) => {
         const email = normaliseEmail(r.email);
         if (!email.ok) {
-          log.warn({ signalId: r.signal_id, reason: email.reason }, 'harvest: known author has an unusable email; no intake');
+          log.warn({ signalId: r.signalId, reason: email.reason }, 'harvest: known author has an unusable email; no intake');
           return [];
         }
         return [{
-        signalId: r.signal_id,
+        signalId: r.signalId,
         email: email.email,
         domain: email.domain,
         workflowId: intakeWorkflowId(email.email),
         ...(r.name ? { name: r.name } : {}),
         ...(r.company ? { company: r.company } : {}),
-        notes: `Public signal (${r.category}, score ${Math.round(r.score)}) by ${r.author_handle} on ${r.source}${r.url ? ` ${r.url}` : ''}: ${String(r.text).slice(0, 500)}`,
+        notes: `Public signal (${r.category}, score ${Math.round(r.score)}) by ${r.authorHandle} on ${r.source}${r.url ? ` ${r.url}` : ''}: ${String(r.text).slice(0, 500)}`,
         }];
       });
     },
 
     async harvestRecordIntake(input: { signalId: string; workflowId: string }): Promise<void> {
-      await pool.query('UPDATE signals SET intake_workflow_id = $2 WHERE id = $1 AND intake_workflow_id IS NULL', [input.signalId, input.workflowId]);
+      await recordIntake(pool, input.signalId, input.workflowId);
     },
 
     async harvestFinish(input: { runKey: string; summary: Record<string, unknown> }): Promise<void> {

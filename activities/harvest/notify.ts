@@ -1,6 +1,20 @@
 import { ErrorCode, type KnownBlock, type WebClient } from '@slack/web-api';
 import { inTransaction, type Pool } from '../../lib/store/db.js';
 import type { Logger } from '../../lib/config/logger.js';
+import {
+  addNotification,
+  adoptStaleNotifications,
+  claimableSignalIds,
+  claimSignals,
+  getNotification,
+  lockRunPlanning,
+  markNotificationAttempted,
+  markNotificationPosted,
+  owedMessageKeys,
+  runHasNotifications,
+  type SignalNotification,
+} from '../../lib/store/notifications.js';
+import { markNotified, signalsForMessage, type SignalForMessage } from '../../lib/store/signals.js';
 
 /**
  * Slack notification of qualifying signals, each signal once.
@@ -26,15 +40,6 @@ export interface NotifyInput {
   channel: string;
   /** Messages of another run unposted for this long are adopted (that run died). */
   staleAfterMs?: number;
-}
-
-interface OwedMessage {
-  message_key: string;
-  run_key: string;
-  kind: 'single' | 'digest';
-  signal_ids: string[];
-  channel: string;
-  attempted_at: Date | null;
 }
 
 export type DeliveryOutcome = 'posted' | 'recovered' | 'done';
@@ -84,28 +89,19 @@ export function createNotifier(deps: { pool: Pool; slack: WebClient; log: Logger
   return {
     async plan(input) {
       await plan(deps.pool, input);
-      const { rows } = await deps.pool.query<{ message_key: string }>(
-        'SELECT message_key FROM signal_notifications WHERE run_key = $1 AND posted_at IS NULL ORDER BY created_at, message_key',
-        [input.runKey],
-      );
-      return rows.map((r) => r.message_key);
+      return owedMessageKeys(deps.pool, input.runKey);
     },
 
     async deliver(messageKey, input) {
-      const { rows } = await deps.pool.query<OwedMessage & { posted_at: Date | null }>(
-        `SELECT message_key, run_key, kind, signal_ids::text[] AS signal_ids, channel, attempted_at, posted_at
-           FROM signal_notifications WHERE message_key = $1`,
-        [messageKey],
-      );
-      const m = rows[0];
+      const m = await getNotification(deps.pool, messageKey);
       if (!m) throw new Error(`no owed Slack message ${messageKey}`);
-      if (m.posted_at) return { outcome: 'done', signals: m.signal_ids.length };
+      if (m.postedAt) return { outcome: 'done', signals: m.signalIds.length };
       const channelId = await resolveChannel(m.channel);
-      let ts = m.attempted_at ? await findPosted(channelId, m.message_key, m.attempted_at) : undefined;
+      let ts = m.attemptedAt ? await findPosted(channelId, m.messageKey, m.attemptedAt) : undefined;
       const recovered = Boolean(ts);
       if (!ts) {
         // Recorded before the post: if the answer is lost, the retry knows to look in the history first.
-        await deps.pool.query('UPDATE signal_notifications SET attempted_at = now() WHERE message_key = $1', [m.message_key]);
+        await markNotificationAttempted(deps.pool, m.messageKey);
         const content = await render(deps.pool, m, input);
         const res = await deps.slack.chat.postMessage({
           channel: channelId,
@@ -113,14 +109,14 @@ export function createNotifier(deps: { pool: Pool; slack: WebClient; log: Logger
           blocks: content.blocks,
           unfurl_links: false,
           unfurl_media: false,
-          metadata: { event_type: NOTIFY_EVENT_TYPE, event_payload: { message_key: m.message_key, run_key: m.run_key, kind: m.kind, count: m.signal_ids.length } },
+          metadata: { event_type: NOTIFY_EVENT_TYPE, event_payload: { message_key: m.messageKey, run_key: m.runKey, kind: m.kind, count: m.signalIds.length } },
         });
         ts = res.ts!;
       } else {
         deps.log.info({ messageKey }, 'notify: message already in Slack (an earlier attempt was applied); not posting again');
       }
       await markPosted(deps.pool, m, channelId, ts);
-      return { outcome: recovered ? 'recovered' : 'posted', signals: m.signal_ids.length };
+      return { outcome: recovered ? 'recovered' : 'posted', signals: m.signalIds.length };
     },
   };
 }
@@ -132,66 +128,30 @@ export class SlackChannelMissingError extends Error {
 async function plan(pool: Pool, input: NotifyInput): Promise<void> {
   await inTransaction(pool, async (client) => {
     // Serialise planners of the same run (two attempts of one activity must not both plan).
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`notify:${input.runKey}`]);
-    const planned = await client.query('SELECT 1 FROM signal_notifications WHERE run_key = $1 LIMIT 1', [input.runKey]);
-    if (planned.rowCount) return;
-    await client.query(
-      `UPDATE signal_notifications SET run_key = $1 WHERE posted_at IS NULL AND run_key <> $1 AND created_at < now() - make_interval(secs => $2)`,
-      [input.runKey, (input.staleAfterMs ?? 3_600_000) / 1000],
-    );
-    const candidates = await client.query<{ id: string }>(
-      `SELECT id FROM signals s
-        WHERE score >= $1 AND notified_at IS NULL
-          AND NOT EXISTS (SELECT 1 FROM signal_notify_claims c WHERE c.signal_id = s.id)
-        ORDER BY score DESC, id LIMIT 100000 FOR UPDATE SKIP LOCKED`,
-      [input.threshold],
-    );
-    const ids = candidates.rows.map((r) => r.id);
+    await lockRunPlanning(client, input.runKey);
+    if (await runHasNotifications(client, input.runKey)) return;
+    await adoptStaleNotifications(client, input.runKey, input.staleAfterMs ?? 3_600_000);
+    const ids = await claimableSignalIds(client, input.threshold);
     if (ids.length > 0) {
       const digest = ids.length >= input.digestMin;
-      const keys = ids.map((id) => (digest ? `digest:${input.runKey}` : `signal:${id}`));
-      const claimed = await client.query<{ signal_id: string; message_key: string }>(
-        `INSERT INTO signal_notify_claims (signal_id, message_key) SELECT * FROM unnest($1::bigint[], $2::text[])
-         ON CONFLICT (signal_id) DO NOTHING RETURNING signal_id::text, message_key`,
-        [ids, keys],
-      );
+      const claimed = await claimSignals(client, ids.map((id) => ({ signalId: id, messageKey: digest ? `digest:${input.runKey}` : `signal:${id}` })));
       const byKey = new Map<string, string[]>();
-      for (const c of claimed.rows) byKey.set(c.message_key, [...(byKey.get(c.message_key) ?? []), c.signal_id]);
-      for (const [key, signalIds] of byKey) {
-        await client.query(
-          `INSERT INTO signal_notifications (message_key, run_key, kind, signal_ids, channel) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (message_key) DO NOTHING`,
-          [key, input.runKey, digest ? 'digest' : 'single', signalIds, input.channel],
-        );
+      for (const c of claimed) byKey.set(c.messageKey, [...(byKey.get(c.messageKey) ?? []), c.signalId]);
+      for (const [messageKey, signalIds] of byKey) {
+        await addNotification(client, { messageKey, runKey: input.runKey, kind: digest ? 'digest' : 'single', signalIds, channel: input.channel });
       }
     }
   });
 }
 
-async function markPosted(pool: Pool, m: OwedMessage, channelId: string, ts: string): Promise<void> {
+async function markPosted(pool: Pool, m: SignalNotification, channelId: string, ts: string): Promise<void> {
   await inTransaction(pool, async (client) => {
-    await client.query('UPDATE signal_notifications SET posted_at = now(), slack_ts = $2, slack_channel_id = $3 WHERE message_key = $1', [m.message_key, ts, channelId]);
-    await client.query('UPDATE signals SET notified_at = now() WHERE id = ANY($1::bigint[]) AND notified_at IS NULL', [m.signal_ids]);
+    await markNotificationPosted(client, m.messageKey, { channelId, ts });
+    await markNotified(client, m.signalIds);
   });
 }
 
 // ---- message content ---------------------------------------------------------------------------------
-
-interface Row {
-  id: string;
-  url: string | null;
-  author_handle: string | null;
-  source: string;
-  text: string;
-  score: string;
-  category: string | null;
-  sentiment: string | null;
-  urgency: number | null;
-  likes: number;
-  reposts: number;
-  replies: number;
-  query_names: string[];
-}
 
 /** Slack mrkdwn treats &, < and > as control characters. */
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
@@ -199,22 +159,17 @@ const oneLine = (s: string, max: number) => {
   const flat = s.replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 };
-const who = (r: Row) => (r.author_handle ? (r.source === 'x' ? `@${r.author_handle}` : r.author_handle) : r.source);
-const label = (r: Row) => `${Math.round(Number(r.score))}`;
-const link = (r: Row, textValue: string) => (r.url ? `<${r.url}|${esc(textValue)}>` : esc(textValue));
+const who = (r: SignalForMessage) => (r.authorHandle ? (r.source === 'x' ? `@${r.authorHandle}` : r.authorHandle) : r.source);
+const label = (r: SignalForMessage) => `${Math.round(r.score)}`;
+const link = (r: SignalForMessage, textValue: string) => (r.url ? `<${r.url}|${esc(textValue)}>` : esc(textValue));
 
-async function render(pool: Pool, m: OwedMessage, input: NotifyInput): Promise<{ text: string; blocks: KnownBlock[] }> {
-  const limit = m.kind === 'digest' ? input.digestList : 1;
-  const { rows } = await pool.query<Row>(
-    `SELECT id::text, url, author_handle, source, text, score::text, category, sentiment, urgency, likes, reposts, replies, query_names
-       FROM signals WHERE id = ANY($1::bigint[]) ORDER BY signals.score DESC NULLS LAST, signals.id LIMIT $2`,
-    [m.signal_ids, limit],
-  );
+async function render(pool: Pool, m: SignalNotification, input: NotifyInput): Promise<{ text: string; blocks: KnownBlock[] }> {
+  const rows = await signalsForMessage(pool, m.signalIds, m.kind === 'digest' ? input.digestList : 1);
   if (m.kind === 'single' && rows[0]) return single(rows[0]);
-  return digest(rows, m.signal_ids.length, input.threshold);
+  return digest(rows, m.signalIds.length, input.threshold);
 }
 
-function single(r: Row): { text: string; blocks: KnownBlock[] } {
+function single(r: SignalForMessage): { text: string; blocks: KnownBlock[] } {
   const category = (r.category ?? 'other').replace('_', ' ');
   const text = `Signal ${label(r)}/100 (${category}) from ${who(r)}: ${oneLine(r.text, 200)}${r.url ? ` ${r.url}` : ''}`;
   const blocks: KnownBlock[] = [
@@ -227,13 +182,13 @@ function single(r: Row): { text: string; blocks: KnownBlock[] } {
     },
     {
       type: 'context',
-      elements: [{ type: 'mrkdwn', text: esc(`${who(r)} · ${r.likes} likes · ${r.reposts} reposts · ${r.replies} replies · query ${r.query_names.join(', ')}`) }],
+      elements: [{ type: 'mrkdwn', text: esc(`${who(r)} · ${r.likes} likes · ${r.reposts} reposts · ${r.replies} replies · query ${r.queryNames.join(', ')}`) }],
     },
   ];
   return { text, blocks };
 }
 
-function digest(rows: Row[], count: number, threshold: number): { text: string; blocks: KnownBlock[] } {
+function digest(rows: SignalForMessage[], count: number, threshold: number): { text: string; blocks: KnownBlock[] } {
   const lines = rows.map((r) => `• *${label(r)}* ${(r.category ?? 'other').replace('_', ' ')} · ${esc(who(r))}: ${link(r, oneLine(r.text, 140))}`);
   const sections: KnownBlock[] = [];
   for (let i = 0; i < lines.length; i += 5) sections.push({ type: 'section', text: { type: 'mrkdwn', text: lines.slice(i, i + 5).join('\n') } });

@@ -2,7 +2,7 @@ import type { Client } from '@hubspot/api-client';
 import type { Pool } from '../../lib/store/db.js';
 import type { Fact } from '../../lib/domain/prospect.js';
 import { call, providerFailure, statusOf } from '../providers/failures.js';
-import { findEffect, recordEffect } from '../../lib/store/prospects.js';
+import { findEffect, recordEffect } from '../../lib/store/effects.js';
 import { hubspotErrorDetails } from '../providers/hubspot.js';
 import type { ScreenedLead } from './screening.js';
 

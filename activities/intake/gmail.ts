@@ -8,7 +8,7 @@ import type { Pool } from '../../lib/store/db.js';
 import { claimSend, markNotSent, markSending, markSent, releaseClaim, renewLease, type ClaimResult } from '../../lib/store/sends.js';
 import type { Gmail } from '../providers/google.js';
 import { activitySignal, call, providerFailure, statusOf } from '../providers/failures.js';
-import { findEffect, recordEffect } from '../../lib/store/prospects.js';
+import { findEffect, recordEffect } from '../../lib/store/effects.js';
 
 /**
  * Gmail side of the intake: the conversation so far (step 3), the one draft

@@ -1,9 +1,9 @@
-import type { ActivityDeps } from '../index.js';
+import type { ActivityDeps } from '../deps.js';
 import type { Decision, Fact, Refusal, SendMode, Slot, Stage } from '../../lib/domain/prospect.js';
 import { effectKey } from '../../lib/domain/prospect.js';
 import { authoriseDecision, type DecisionRequest, type DecisionSubject, type Verdict } from '../../lib/domain/approvals.js';
 import { contentOfDraft, draftHash, fieldHashes } from '../../lib/domain/approval-content.js';
-import { editDraft, type DraftEdit } from '../../lib/domain/draft.js';
+import { draftView, editDraft, type DraftEdit } from '../../lib/domain/draft.js';
 import { effectiveSendMode, sendRefusal } from '../../lib/domain/send-policy.js';
 import { appendAuditBatch } from '../../lib/store/audit.js';
 import { markSent, recordApproval, sendRecord, sendState, type SendState } from '../../lib/store/sends.js';
@@ -15,10 +15,14 @@ import { createCrmRecords, type CrmRecords, type LeadForCrm, type ResolvedCrm } 
 import { writeEmail, type WriteOutcome, type WriterContext } from './writer.js';
 import { createGmailDrafts, type DraftContent, type DraftRef, type EmailContext, type GmailDrafts, type SendOutcome } from './gmail.js';
 import { withHeartbeat } from '../providers/failures.js';
-import { appendIntakeAudit, commitStep, findEffect, intakeAuditEvent, readSettings, writeReadModel, type AuditEntry, type ProgressStamp, type ReadModelPatch } from '../../lib/store/prospects.js';
+import { appendIntakeAudit, commitStep, intakeAuditEvent, writeReadModel, type AuditEntry, type ProgressStamp, type ReadModelPatch } from '../../lib/store/prospects.js';
+import { findEffect } from '../../lib/store/effects.js';
+import { findApprover } from '../../lib/store/approvers.js';
+import { readSettings } from '../../lib/store/settings.js';
 import { ApplicationFailure } from '@temporalio/common';
 import { inTransaction } from '../../lib/store/db.js';
-import { recordFinalStage, screenLead, type ScreenInput, type ScreenResult, type ScreenedLead } from './screening.js';
+import { screenLead, type ScreenInput, type ScreenResult, type ScreenedLead } from './screening.js';
+import { recordFinalStage } from '../../lib/store/intakes.js';
 
 /**
  * The prospect intake's activities: each is one step of the workflow, calls
@@ -301,7 +305,7 @@ export function createIntakeActivities(deps: ActivityDeps) {
     async intakeAuthorise(_stamp: ProgressStamp, input: { subject: DecisionSubject; requests: DecisionRequest[] }): Promise<Verdict[]> {
       const now = Date.now();
       const verdicts: Verdict[] = [];
-      for (const request of input.requests) verdicts.push(await authoriseDecision(pool, config.approvals, request, input.subject, now));
+      for (const request of input.requests) verdicts.push(await authoriseDecision((identity) => findApprover(pool, identity), config.approvals, request, input.subject, now));
       return verdicts;
     },
 
@@ -372,7 +376,7 @@ export function createIntakeActivities(deps: ActivityDeps) {
         pool,
         { ...stamp, draftVersion: draft.version },
         { key: `edit:v${draft.version}`, kind: 'signal', action: 'edit', outcome: 'applied', actor: input.editor, details: { version: draft.version, messageId: draft.messageId, contentHash: ref.contentHash, requestId: input.requestId ?? null } },
-        { subject: draft.subject, data: { draft: { ...draftView(draft, ref, input.factsUsed), editedBy: input.editor } } },
+        { subject: draft.subject, data: { draft: draftView(draft, ref, input.factsUsed, input.editor) } },
       );
       return { applied: true, draft, ref };
     },
@@ -486,24 +490,6 @@ export function createIntakeActivities(deps: ActivityDeps) {
       });
       return { taskId: task.id, noteId: note.id };
     },
-  };
-}
-
-/** The draft as the read model and the status query show it: enough to approve it (and sign that approval). */
-export function draftView(d: DraftContent, ref: Pick<DraftRef, 'draftId' | 'threadId' | 'contentHash'> | undefined, factsUsed: string[]) {
-  return {
-    version: d.version,
-    subject: d.subject,
-    body: d.body,
-    draftId: ref?.draftId,
-    messageId: d.messageId,
-    threadId: ref?.threadId || d.reply?.threadId,
-    replying: Boolean(d.reply),
-    factsUsed,
-    to: d.to,
-    from: d.from,
-    ...(d.reply ? { reply: d.reply } : {}),
-    contentHash: ref?.contentHash ?? draftHash(d),
   };
 }
 

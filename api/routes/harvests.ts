@@ -3,12 +3,13 @@ import ms from 'ms';
 import { z } from 'zod';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { listRuns } from '../../lib/store/signals.js';
-import { loadHarvestConfig, type HarvestConfig } from '../../lib/config/harvest.js';
-import { ensureHarvestSchedule, harvestSchedule, HarvestScheduleMissingError, OVERLAP_POLICIES, type HarvestScheduleView } from '../../lib/ops/harvest-schedule.js';
-import type { HarvestInput, HarvestStatus, HarvestSummary } from '../../workflows/harvest/types.js';
+import type { HarvestConfig } from '../../lib/config/harvest.js';
+import { ensureHarvestSchedule, harvestSchedule, HarvestScheduleMissingError, OVERLAP_POLICIES, type HarvestScheduleView } from '../services/harvest-schedule.js';
+import type { HarvestInput, HarvestStatus, HarvestSummary } from '../../lib/domain/harvest.js';
 import type { ApiDeps } from '../deps.js';
 import { problems } from '../problem.js';
 import { defineRoute, type AnyRoute } from '../route.js';
+import { HARVEST_WORKFLOW, harvestStatusQuery } from '../../workflows/harvest/messages.js';
 
 /** Harvest runs (start now, list, status) and control of the harvest Schedule. Writes need harvest:write. */
 
@@ -80,7 +81,7 @@ const RunRow = z.object({
 const overlap = z.enum(OVERLAP_POLICIES as [string, ...string[]]);
 
 export function harvestRoutes(deps: ApiDeps): AnyRoute[] {
-  return harvestRoutesWith(deps, loadHarvestConfig());
+  return harvestRoutesWith(deps, deps.config.harvest);
 }
 
 export function harvestRoutesWith(deps: ApiDeps, harvest: HarvestConfig): AnyRoute[] {
@@ -113,7 +114,7 @@ export function harvestRoutesWith(deps: ApiDeps, harvest: HarvestConfig): AnyRou
         if (unknown.length) throw problems.badRequest(`unknown or disabled queries: ${unknown.join(', ')} (configured: ${known.join(', ')})`);
         const workflowId = `harvest-manual-${randomUUID()}`;
         const input: HarvestInput = { trigger: 'api', ...(names?.length ? { queryNames: names } : {}) };
-        const handle = await deps.temporal.workflow.start('harvest', { taskQueue: harvest.taskQueue, workflowId, args: [input] });
+        const handle = await deps.temporal.workflow.start(HARVEST_WORKFLOW, { taskQueue: harvest.taskQueue, workflowId, args: [input] });
         return {
           status: 202,
           headers: { location: `/v1/harvests/${workflowId}` },
@@ -241,12 +242,12 @@ export function harvestRoutesWith(deps: ApiDeps, harvest: HarvestConfig): AnyRou
           if (err instanceof WorkflowNotFoundError) throw problems.notFound(`no harvest run ${params.workflowId}`);
           throw err;
         }
-        if (description.type !== 'harvest') throw problems.notFound(`${params.workflowId} is not a harvest run`);
+        if (description.type !== HARVEST_WORKFLOW) throw problems.notFound(`${params.workflowId} is not a harvest run`);
         const status = description.status.name;
         let progress: HarvestStatus | null = null;
         let result: HarvestSummary | null = null;
         let failure: string | null = null;
-        if (status === 'RUNNING') progress = await handle.query<HarvestStatus>('harvestStatus').catch(() => null);
+        if (status === 'RUNNING') progress = await handle.query(harvestStatusQuery).catch(() => null);
         if (status === 'COMPLETED') result = (await handle.result()) as HarvestSummary;
         if (status === 'FAILED') failure = await handle.result().then(() => null, (e: Error) => (e.cause as Error | undefined)?.message ?? e.message);
         return {

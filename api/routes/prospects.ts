@@ -1,27 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import type { Request } from 'express';
-import type pg from 'pg';
 import { z } from 'zod';
 import { DECISION_ACTIONS, type DecisionAction } from '../../lib/domain/approval-token.js';
-import { deploymentSends } from '../../lib/domain/send-policy.js';
+import { hasNul } from '../../lib/domain/text.js';
 import {
   APPROVAL_STATES,
   durationMs,
-  END_STAGES,
   intakeWorkflowId,
   normaliseEmail,
   SEND_MODES,
   STAGES,
-  type IntakeInput,
-  type LeadInput,
-  type SendMode,
 } from '../../lib/domain/prospect.js';
-import { TASK_QUEUES } from '../../lib/domain/search-attributes.js';
 import type { ApiDeps } from '../deps.js';
-import { outboxWriter, storeSubmissions, submissionSignal, type QueuedSubmission } from '../services/intake-outbox.js';
-import { stepDuration } from '../metrics.js';
-import { HttpProblem, problems } from '../problem.js';
+import { auditOfIntake } from '../../lib/store/audit.js';
+import { listProspects } from '../../lib/store/prospects.js';
+import { HttpProblem } from '../problem.js';
 import { defineRoute, type AnyRoute } from '../route.js';
+import { statusUrl, submitLead, type IntakeApiDeps } from '../services/submissions.js';
 import { liveStatus, prepareDecision, prospectRow, sendDecision, temporalCommand, type DecisionInput } from '../services/decisions.js';
 
 /**
@@ -32,27 +27,13 @@ import { liveStatus, prepareDecision, prospectRow, sendDecision, temporalCommand
  * model let it through.
  */
 
-/** ApiDeps plus the task queue intakes run on (tests and benches use their own). */
-export type IntakeApiDeps = ApiDeps & { intakeTaskQueue?: string };
-
-/**
- * Where intakes are started: the workers' `prospecting` queue. Tests and
- * benches isolate themselves with `intakeTaskQueue` in the deps or the
- * INTAKE_TASK_QUEUE / HARVEST_INTAKE_TASK_QUEUE environment variables.
- */
-export function intakeTaskQueue(deps: IntakeApiDeps): string {
-  return deps.intakeTaskQueue ?? process.env.INTAKE_TASK_QUEUE ?? process.env.HARVEST_INTAKE_TASK_QUEUE ?? TASK_QUEUES.prospecting;
-}
-
 const MAX_APPROVAL_TIMEOUT_MS = 30 * 86_400_000;
 const MIN_APPROVAL_TIMEOUT_MS = 1_000;
 
 const timestamp = z.iso.datetime({ offset: true });
 
-/** PostgreSQL text cannot hold NUL: such input is refused (ids, filters) or stripped (free text). */
-const NUL = /\u0000/g;
-const noNul = (s: z.ZodString) => s.refine((v) => !v.includes('\u0000'), 'must not contain NUL characters');
-const text = (max: number) => z.string().max(max).transform((v) => v.replace(NUL, '').trim());
+// NUL characters never reach these schemas: api/route.ts refuses them in any request.
+const text = (max: number) => z.string().max(max).transform((v) => v.trim());
 
 function validTimeZone(zone: string): boolean {
   try {
@@ -85,7 +66,7 @@ const LeadFields = {
 const SubmitBody = z
   .object({
     ...LeadFields,
-    source: noNul(z.string().trim().min(1).max(40)).optional().describe('Where the lead came from (default "api")'),
+    source: z.string().trim().min(1).max(40).optional().describe('Where the lead came from (default "api")'),
     mode: z.enum(SEND_MODES).optional().describe('draft_only (default from SEND_MODE) or send_on_approval'),
     approvalTimeout: z
       .union([z.string().max(20), z.number().int()])
@@ -149,7 +130,7 @@ const ProspectDetail = ProspectSummary.extend({
   audit: z.array(AuditRow),
 }).meta({ id: 'ProspectDetail' });
 
-const IdParams = z.object({ id: noNul(z.string().min(1).max(400)).describe('Workflow id (prospect-<email>) or the email itself') });
+const IdParams = z.object({ id: z.string().min(1).max(400).describe('Workflow id (prospect-<email>) or the email itself') });
 
 const Signalled = z
   .object({
@@ -170,13 +151,13 @@ const ApproveBody = z
     version: z.number().int().min(1).describe('The draft version the approver saw'),
     reason: text(1000).optional(),
     subject: text(200).optional().describe('Edit-then-approve: the new subject'),
-    body: z.string().max(5000).transform((v) => v.replace(NUL, '')).optional().describe('Edit-then-approve: the new body'),
+    body: z.string().max(5000).optional().describe('Edit-then-approve: the new body'),
   })
   .strict()
   .meta({ id: 'ApproveRequest' });
 
 const RejectBody = z
-  .object({ reason: noNul(z.string().trim().min(1).max(1000)), version: z.number().int().min(1).optional() })
+  .object({ reason: z.string().trim().min(1).max(1000), version: z.number().int().min(1).optional() })
   .strict()
   .meta({ id: 'RejectRequest' });
 
@@ -184,7 +165,7 @@ const EditBody = z
   .object({
     version: z.number().int().min(1),
     subject: text(200).optional(),
-    body: z.string().max(5000).transform((v) => v.replace(NUL, '')).optional(),
+    body: z.string().max(5000).optional(),
     reason: text(1000).optional(),
   })
   .strict()
@@ -197,7 +178,7 @@ const TokenBody = z
     version: z.number().int().min(1).optional().describe('The draft version reviewed (approve, edit)'),
     reason: text(1000).optional(),
     subject: text(200).optional(),
-    body: z.string().max(5000).transform((v) => v.replace(NUL, '')).optional(),
+    body: z.string().max(5000).optional(),
   })
   .strict()
   .refine((b) => b.action === 'reject' || b.version !== undefined, { message: 'approve and edit need the draft version', path: ['version'] })
@@ -224,87 +205,11 @@ const ListQuery = z.object({
     .refine((v) => !v || v.split(',').every((s) => (STAGES as readonly string[]).includes(s.trim())), `expected stages from ${STAGES.join(', ')}`)
     .describe('One stage or a comma-separated list, e.g. AWAITING_APPROVAL'),
   approvalState: z.enum(APPROVAL_STATES).optional(),
-  domain: noNul(z.string().max(253)).optional(),
-  owner: noNul(z.string().max(320)).optional(),
+  domain: z.string().max(253).optional(),
+  owner: z.string().max(320).optional(),
   limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: noNul(z.string().max(200)).optional().describe('nextCursor of the previous page'),
+  cursor: z.string().max(200).optional().describe('nextCursor of the previous page'),
 });
-
-// ---- shared with the webhook ----------------------------------------------------
-
-export interface SubmitResult {
-  id: string;
-  submissionId: string;
-  status: 'queued' | 'attached';
-  email: string;
-  statusUrl: string;
-}
-
-export const statusUrl = (id: string) => `/v1/prospects/${encodeURIComponent(id)}`;
-
-const temporalUnavailable = (err: unknown) =>
-  new HttpProblem({ title: 'Service unavailable', status: 503, detail: `The workflow service is unavailable (${(err as Error).message}); retry shortly.` });
-
-const leadNotStored = () =>
-  new HttpProblem({ title: 'Service unavailable', status: 503, detail: 'The lead could not be stored right now; it was not taken, retry shortly.' });
-
-/**
- * Takes a lead: validates and normalises it, then stores it in the intake
- * outbox together with its audit row and (when no intake for the person is
- * active) its first read-model row, atomically (api/services/intake-outbox.ts), and
- * wakes the dispatchers after the commit. No call to Temporal: the answer does
- * not wait on the workflow service, and a lead is kept while it is down. Used
- * by POST /prospects and the HubSpot webhook; the webhook passes its own
- * transaction as `db` and wakes the dispatchers itself once it committed.
- */
-export async function submitLead(
-  deps: IntakeApiDeps,
-  lead: LeadInput,
-  options: { mode?: SendMode; approvalTimeout?: number | string; requestedBy: string; keyId?: string },
-  db?: pg.PoolClient,
-): Promise<SubmitResult> {
-  const email = normaliseEmail(lead.email);
-  if (!email.ok) throw problems.badRequest(`email: ${email.reason}`);
-  const mode = options.mode ?? deps.config.outreach.sendMode;
-  if (mode === 'send_on_approval' && !deploymentSends(deps.config)) {
-    throw new HttpProblem({ title: 'Forbidden', status: 403, detail: 'send_on_approval is not enabled on this deployment (SEND_MODE=draft_only): an intake may only narrow the deployment\'s mode' });
-  }
-  const id = randomUUID();
-  const submission: QueuedSubmission = {
-    id,
-    workflowId: intakeWorkflowId(email.email),
-    domain: email.domain,
-    keyId: options.keyId ?? null,
-    taskQueue: intakeTaskQueue(deps),
-    input: {
-      lead: { ...withoutNul(lead), email: email.email, source: lead.source ?? 'api' },
-      mode,
-      approvalTimeout: options.approvalTimeout ?? deps.config.outreach.approvalTimeoutMs,
-      sender: deps.config.outreach.senderEmail,
-      requestedBy: options.requestedBy,
-      submissionId: id,
-    },
-  };
-  let attached: boolean;
-  const started = performance.now();
-  try {
-    attached = db ? (await storeSubmissions(db, [submission]))[0]! : await outboxWriter(deps.pool).write(submission);
-  } catch (err) {
-    deps.log.warn({ err: (err as Error).message, workflowId: submission.workflowId }, 'storing a lead failed');
-    throw leadNotStored();
-  }
-  // Committed: wake the dispatchers. (A caller with its own transaction signals after its commit.)
-  if (!db) {
-    const ms = performance.now() - started;
-    stepDuration.observe({ step: 'lead_store' }, ms / 1000);
-    submissionSignal(deps.pool).submitted(ms);
-  }
-  return { id: submission.workflowId, submissionId: submission.id, status: attached ? 'attached' : 'queued', email: email.email, statusUrl: statusUrl(submission.workflowId) };
-}
-
-function withoutNul(lead: LeadInput): LeadInput {
-  return Object.fromEntries(Object.entries(lead).map(([k, v]) => [k, typeof v === 'string' ? v.replace(NUL, '') : v])) as unknown as LeadInput;
-}
 
 // ---- read model ----------------------------------------------------------------------
 
@@ -346,7 +251,7 @@ function encodeCursor(at: string, id: string): string {
 function decodeCursor(cursor: string): [string, string] {
   try {
     const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string' && !Number.isNaN(Date.parse(value[0])) && !`${value[0]}${value[1]}`.includes('\u0000')) {
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string' && !Number.isNaN(Date.parse(value[0])) && !hasNul(value[0] + value[1])) {
       return value as [string, string];
     }
   } catch {
@@ -419,26 +324,11 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
       query: ListQuery,
       responses: { 200: { description: 'One page', schema: ProspectList } },
       async handler({ query }) {
-        const where: string[] = [];
-        const values: unknown[] = [];
-        const add = (sql: string, value: unknown) => {
-          values.push(value);
-          where.push(sql.replace('?', `$${values.length}`));
-        };
-        if (query.stage) add('stage = ANY(?::text[])', query.stage.split(',').map((s) => s.trim()));
-        if (query.approvalState) add('approval_state = ?', query.approvalState);
-        if (query.domain) add('domain = ?', query.domain.toLowerCase());
-        if (query.owner) add('owner = ?', query.owner);
-        if (query.cursor) {
-          const [at, id] = decodeCursor(query.cursor);
-          values.push(at, id);
-          where.push(`(updated_at, id) < ($${values.length - 1}::timestamptz, $${values.length})`);
-        }
-        values.push(query.limit + 1);
-        const { rows } = await deps.pool.query(
-          `SELECT *, updated_at::text AS cursor_at FROM prospects ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-            ORDER BY updated_at DESC, id DESC LIMIT $${values.length}`,
-          values,
+        const rows = await listProspects(
+          deps.pool,
+          { stages: query.stage?.split(',').map((s) => s.trim()), approvalState: query.approvalState, domain: query.domain?.toLowerCase(), owner: query.owner },
+          query.limit + 1,
+          query.cursor ? decodeCursor(query.cursor) : undefined,
         );
         const page = rows.slice(0, query.limit);
         const last = page.at(-1);
@@ -458,21 +348,7 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
       async handler({ params }) {
         const id = workflowIdOf(params.id);
         const row = await prospectRow(deps, id);
-        const [live, audit] = await Promise.all([
-          liveStatus(deps, id),
-          deps.pool.query(
-            // The intake's own rows, and the submissions it took: dispatched to it, or still waiting.
-            `SELECT at, kind, action, outcome, actor, details FROM audit_events
-              WHERE workflow_id = $1
-                AND (run_id = $2::text OR details->>'intakeKey' = $2::text
-                     OR (action = 'submit' AND details->>'submissionId' IN (
-                           SELECT d.details->>'submissionId' FROM audit_events d WHERE d.workflow_id = $1 AND d.action = 'dispatch' AND d.run_id = $2::text
-                           UNION ALL
-                           SELECT w.id::text FROM intake_submissions w WHERE w.workflow_id = $1 AND w.dispatched_at IS NULL)))
-              ORDER BY id LIMIT 500`,
-            [id, row.intake_key],
-          ),
-        ]);
+        const [live, audit] = await Promise.all([liveStatus(deps, id), auditOfIntake(deps.pool, id, row.intake_key)]);
         const data = row.data ?? {};
         const ui = `${deps.config.temporal.uiUrl}/namespaces/${encodeURIComponent(deps.config.temporal.namespace)}/workflows/${encodeURIComponent(id)}`;
         return {
@@ -482,10 +358,10 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
             slots: live?.slots ?? data.slots ?? [],
             facts: live?.facts ?? data.facts ?? [],
             decision: live?.decision ?? data.decision ?? null,
-            refusals: live?.refusals ?? refusalsFrom(audit.rows),
+            refusals: live?.refusals ?? refusalsFrom(audit),
             links: { self: statusUrl(id), temporal: ui },
             live: live as Record<string, unknown> | null,
-            audit: audit.rows.map((a) => ({ at: iso(a.at)!, kind: a.kind, action: a.action, outcome: a.outcome, actor: a.actor, details: a.details })),
+            audit: audit.map((a) => ({ at: iso(a.at)!, kind: a.kind, action: a.action, outcome: a.outcome, actor: a.actor, details: a.details })),
           },
         };
       },

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BadCursorError, getSignal, listSignals, signalStats, topSignals } from '../../lib/store/signals.js';
-import { CATEGORIES, loadHarvestConfig, SENTIMENTS, type HarvestConfig } from '../../lib/config/harvest.js';
+import type { HarvestConfig } from '../../lib/config/harvest.js';
+import { CATEGORIES, SENTIMENTS } from '../../lib/domain/scoring.js';
 import type { ApiDeps } from '../deps.js';
 import { problems } from '../problem.js';
 import { defineRoute, type AnyRoute } from '../route.js';
@@ -112,7 +113,7 @@ const Stats = z
   .meta({ id: 'SignalStats' });
 
 export function signalRoutes(deps: ApiDeps): AnyRoute[] {
-  return signalRoutesWith(deps, loadHarvestConfig());
+  return signalRoutesWith(deps, deps.config.harvest);
 }
 
 export function signalRoutesWith(deps: ApiDeps, harvest: HarvestConfig): AnyRoute[] {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { addSuppression, listSuppressions, readSettings, removeSuppression, updateSettings, type IntakeSettings } from '../../lib/store/prospects.js';
+import { addSuppression, listSuppressions, readSettings, removeSuppression, updateSettings, type IntakeSettings } from '../../lib/store/settings.js';
+import { appendAudit } from '../../lib/store/audit.js';
 import { parseSuppressionPattern } from '../../lib/domain/prospect.js';
 import type { ApiDeps } from '../deps.js';
 import { problems } from '../problem.js';
@@ -28,7 +29,7 @@ const SuppressionBody = z
         if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.reason });
       })
       .describe('name@domain, or *@domain for a whole domain and its subdomains'),
-    reason: z.string().max(500).transform((v) => v.replace(/\u0000/g, '').trim()).optional(),
+    reason: z.string().max(500).transform((v) => v.trim()).optional(),
   })
   .strict()
   .meta({ id: 'SuppressionRequest' });
@@ -54,11 +55,11 @@ const Settings = z
 const SettingsPatch = z
   .object({
     paused: z.boolean().optional(),
-    pausedReason: z.string().max(500).transform((v) => v.replace(/\u0000/g, '').trim()).nullable().optional(),
+    pausedReason: z.string().max(500).transform((v) => v.trim()).nullable().optional(),
     recontactWindowDays: z.number().int().min(0).max(3650).optional(),
     domainDailyCap: z.number().int().min(0).max(1_000_000).optional(),
     senderDailyCap: z.number().int().min(0).max(1_000_000).optional(),
-    senderCompany: z.string().trim().min(1).max(200).refine((v) => !v.includes('\u0000'), 'must not contain NUL characters').optional(),
+    senderCompany: z.string().trim().min(1).max(200).optional(),
     senderTimeZone: z
       .string()
       .max(64)
@@ -81,7 +82,7 @@ const SettingsPatch = z
 const who = (caller: Caller | undefined) => (caller ? `api-key:${caller.name}` : 'api');
 
 async function audit(deps: ApiDeps, actor: string, action: string, outcome: string, details: Record<string, unknown>) {
-  await deps.pool.query(`INSERT INTO audit_events (actor, kind, action, outcome, details) VALUES ($1, 'api', $2, $3, $4)`, [actor, action, outcome, details]);
+  await appendAudit(deps.pool, { actor, kind: 'api', action, outcome, details });
 }
 
 export function suppressionRoutes(deps: ApiDeps): AnyRoute[] {
@@ -95,7 +96,7 @@ export function suppressionRoutes(deps: ApiDeps): AnyRoute[] {
       auth: { scope: 'prospects:read' },
       query: z.object({
         limit: z.coerce.number().int().min(1).max(500).default(100),
-        after: z.string().max(320).refine((v) => !v.includes('\u0000'), 'must not contain NUL characters').optional().describe('Last pattern of the previous page'),
+        after: z.string().max(320).optional().describe('Last pattern of the previous page'),
       }),
       responses: { 200: { description: 'One page', schema: z.object({ items: z.array(SuppressionView), nextAfter: z.string().nullable() }).meta({ id: 'SuppressionList' }) } },
       async handler({ query }) {
@@ -130,7 +131,7 @@ export function suppressionRoutes(deps: ApiDeps): AnyRoute[] {
       summary: 'Take a pattern off the suppression list',
       tags: ['screening'],
       auth: { scope: 'admin' },
-      params: z.object({ pattern: z.string().min(1).max(320).refine((v) => !v.includes('\u0000'), 'must not contain NUL characters') }),
+      params: z.object({ pattern: z.string().min(1).max(320) }),
       responses: { 204: { description: 'Removed' } },
       async handler({ params, caller }) {
         const parsed = parseSuppressionPattern(params.pattern);

@@ -2,13 +2,15 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Request } from 'express';
 import type pg from 'pg';
 import { z } from 'zod';
+import { appendAudit } from '../../lib/store/audit.js';
 import { inTransaction } from '../../lib/store/db.js';
+import { claimReceipt } from '../../lib/store/webhooks.js';
 import { normaliseEmail, type LeadInput } from '../../lib/domain/prospect.js';
 import type { ApiDeps } from '../deps.js';
 import { submissionSignal } from '../services/intake-outbox.js';
 import { HttpProblem } from '../problem.js';
 import { defineRoute, type AnyRoute } from '../route.js';
-import { submitLead, type IntakeApiDeps, type SubmitResult } from './prospects.js';
+import { submitLead, type IntakeApiDeps, type SubmitResult } from '../services/submissions.js';
 
 /**
  * HubSpot form submissions → prospect intakes.
@@ -16,6 +18,12 @@ import { submitLead, type IntakeApiDeps, type SubmitResult } from './prospects.j
  * Authenticity: HubSpot's v3 request signature,
  * base64(HMAC-SHA256(client secret, method + URI + body + timestamp)), with
  * X-HubSpot-Request-Timestamp no more than 5 minutes away from our clock.
+ * The check is ours, not `Signature.isValid` of @hubspot/api-client 13.5:
+ * that one compares with `===` (not constant-time: 9–10 ns on a first-byte
+ * mismatch, 11–18 ns on a last-byte one, measured here), accepts any future or
+ * NaN timestamp (one a year ahead passed), signs the timestamp re-stringified
+ * rather than as sent, and leaves HubSpot's URI decoding to the caller; the
+ * HMAC itself is the same one line.
  * Replays (the same signed request again) and repeated submission ids are
  * acknowledged with 200 and ignored, so HubSpot's retries never start a
  * second intake. Leads that cannot be used are listed with a reason and kept
@@ -127,15 +135,6 @@ function verify(deps: ApiDeps, req: Request): { signature: string } {
   return { signature };
 }
 
-/** Claims a receipt key; false when it was claimed before (a replay or a retry). */
-async function claim(db: pg.PoolClient, key: string, outcome: string, details: Record<string, unknown>): Promise<boolean> {
-  const { rowCount } = await db.query(
-    `INSERT INTO webhook_receipts (receipt_key, source, outcome, details) VALUES ($1, 'hubspot', $2, $3) ON CONFLICT (receipt_key) DO NOTHING`,
-    [key, outcome, details],
-  );
-  return (rowCount ?? 0) > 0;
-}
-
 const Received = z
   .object({
     received: z.number().int(),
@@ -160,16 +159,13 @@ async function receive(deps: IntakeApiDeps, db: pg.PoolClient, submissions: unkn
   const skipped: Skipped[] = [];
   for (const [index, raw] of submissions.entries()) {
     const parsed = parseSubmission(raw);
-    if (parsed.id && !(await claim(db, `submission:${parsed.id}`, parsed.lead ? 'accepted' : 'rejected', {}))) {
+    if (parsed.id && !(await claimReceipt(db, 'hubspot', `submission:${parsed.id}`, parsed.lead ? 'accepted' : 'rejected', {}))) {
       skipped.push({ index, submissionId: parsed.id, reason: 'already received (HubSpot retry)' });
       continue;
     }
     if (!parsed.lead) {
       skipped.push({ index, submissionId: parsed.id ?? null, reason: parsed.problem ?? 'unusable submission' });
-      await db.query(
-        `INSERT INTO audit_events (actor, kind, action, outcome, details) VALUES ('hubspot-webhook', 'api', 'webhook_submission', 'rejected', $1)`,
-        [{ submissionId: parsed.id ?? null, reason: parsed.problem, index }],
-      );
+      await appendAudit(db, { actor: 'hubspot-webhook', kind: 'api', action: 'webhook_submission', outcome: 'rejected', details: { submissionId: parsed.id ?? null, reason: parsed.problem, index } });
       continue;
     }
     const result = await submitLead(deps, parsed.lead, { requestedBy: 'hubspot-webhook' }, db);
@@ -197,7 +193,7 @@ export function webhookRoutes(deps: IntakeApiDeps): AnyRoute[] {
         const digest = createHash('sha256').update(signature).digest('hex');
         const submissions: unknown[] = Array.isArray(req.body) ? req.body : [req.body];
         const outcome = await inTransaction(deps.pool, async (db) => {
-          if (!(await claim(db, `signature:${digest}`, 'received', { count: submissions.length }))) return undefined;
+          if (!(await claimReceipt(db, 'hubspot', `signature:${digest}`, 'received', { count: submissions.length }))) return undefined;
           return receive(deps, db, submissions);
         }).catch((err: unknown) => {
           if (err instanceof HttpProblem) throw err;

@@ -1,23 +1,9 @@
 import type { Pool } from '../../lib/store/db.js';
 import type { Logger } from '../../lib/config/logger.js';
+import { recordKeysUsed } from '../../lib/store/api-keys.js';
+import { insertAuthAudit, type AuthAuditRow } from '../../lib/store/auth-audit.js';
 
-export const DECISIONS = ['allow', 'deny_unauthenticated', 'deny_scope', 'deny_rate', 'deny_revoked', 'deny_expired'] as const;
-export type Decision = (typeof DECISIONS)[number];
-
-export interface AuthAuditRow {
-  at: Date;
-  keyId: string | null;
-  keyPrefix: string | null;
-  route: string;
-  operationId: string | null;
-  method: string;
-  requestId: string | null;
-  traceId: string | null;
-  decision: Decision;
-  status: number;
-  scope: string | null;
-  clientIp: string | null;
-}
+export { DECISIONS, type AuthAuditRow, type Decision } from '../../lib/store/auth-audit.js';
 
 /**
  * Writes one row per auth decision without putting a database round trip on
@@ -105,15 +91,7 @@ export class AuthAuditWriter {
   }
 
   private async insert(rows: AuthAuditRow[]): Promise<void> {
-    const col = <K extends keyof AuthAuditRow>(k: K) => rows.map((r) => r[k]);
-    await this.pool.query(
-      `INSERT INTO api_auth_audit (at, key_id, key_prefix, route, operation_id, method, request_id, trace_id, decision, status, scope, client_ip)
-       SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::smallint[], $11::text[], $12::text[])`,
-      [
-        col('at'), col('keyId'), col('keyPrefix'), col('route'), col('operationId'), col('method'),
-        col('requestId'), col('traceId'), col('decision'), col('status'), col('scope'), col('clientIp'),
-      ],
-    );
+    await insertAuthAudit(this.pool, rows);
     const lastUse = new Map<string, Date>();
     for (const r of rows) {
       if (r.decision !== 'allow' || !r.keyId) continue;
@@ -122,12 +100,6 @@ export class AuthAuditWriter {
     }
     if (lastUse.size === 0) return;
     // Best effort: last use is informative, never worth failing (and retrying) the audit batch for.
-    await this.pool
-      .query(
-        `UPDATE api_keys k SET last_used_at = GREATEST(k.last_used_at, u.at)
-         FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at) WHERE k.id = u.id`,
-        [[...lastUse.keys()], [...lastUse.values()]],
-      )
-      .catch((err: Error) => this.log.debug({ err: err.message }, 'last_used_at update failed'));
+    await recordKeysUsed(this.pool, lastUse).catch((err: Error) => this.log.debug({ err: err.message }, 'last_used_at update failed'));
   }
 }

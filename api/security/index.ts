@@ -2,7 +2,7 @@ import type { RequestHandler, Router } from 'express';
 import pg from 'pg';
 import { ApiKeyStore } from '../../lib/store/api-keys.js';
 import { ConfigError } from '../../lib/config/config.js';
-import { loadSecurityConfig, type SecurityConfig } from '../../lib/config/security.js';
+import type { SecurityConfig } from '../../lib/config/security.js';
 import type { ApiDeps } from '../deps.js';
 import { docsRouter, openApiHandler } from '../docs.js';
 import { buildOpenApi, type OpenApiDocument } from '../openapi.js';
@@ -26,7 +26,7 @@ export interface Security {
 }
 
 export interface SecurityOptions {
-  /** Settings instead of the environment (tests, benchmarks). */
+  /** Settings instead of the loaded configuration's `security` (tests, benchmarks). */
   settings?: SecurityConfig;
   /** Wall clock for key expiry (tests). */
   now?: () => Date;
@@ -49,7 +49,7 @@ export interface SecurityInternals extends Security {
  * auth decision, and the OpenAPI document with its docs page.
  */
 export async function createSecurity(deps: ApiDeps, options: SecurityOptions = {}): Promise<SecurityInternals> {
-  const settings = options.settings ?? (await loadSecurityConfig({ overrides: { PROSPECTOR_ENV: deps.config.env } }));
+  const settings = options.settings ?? deps.config.security;
   const routes = options.routes ?? allRoutes(deps);
   const unknown = unknownRouteLimits(routes, settings);
   if (unknown.length > 0) {

@@ -1,5 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { grants, type ApiKeyStore } from '../../lib/store/api-keys.js';
+import type { ApiKeyStore } from '../../lib/store/api-keys.js';
+import { grants } from '../../lib/domain/scopes.js';
 import type { Logger } from '../../lib/config/logger.js';
 import { formatRateLimit, parseRateLimit, type RateLimit, type SecurityConfig } from '../../lib/config/security.js';
 import { sendProblem } from '../problem.js';

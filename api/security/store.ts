@@ -13,11 +13,11 @@ export function registerKeyStore(deps: ApiDeps, store: ApiKeyStore): void {
   byPool.set(deps.pool, store);
 }
 
-/** The registered store, or one configured from the environment when routes run without createSecurity. */
+/** The registered store, or one made from the loaded configuration when routes run without createSecurity. */
 export async function keyStoreFor(deps: ApiDeps): Promise<ApiKeyStore> {
   const found = byDeps.get(deps) ?? byPool.get(deps.pool);
   if (found) return found;
-  const store = await ApiKeyStore.fromEnv(deps.pool, { PROSPECTOR_ENV: deps.config.env });
+  const store = ApiKeyStore.fromSecurity(deps.pool, deps.config.security);
   registerKeyStore(deps, store);
   return store;
 }

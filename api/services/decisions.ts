@@ -1,10 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowNotFoundError } from '@temporalio/client';
+import type { SignalDefinition } from '@temporalio/common';
 import { decidedDraft, issueApprovalToken, refusalFor } from '../../lib/domain/approvals.js';
 import type { DecisionAction } from '../../lib/domain/approval-token.js';
 import type { DraftContent, DraftEdit } from '../../lib/domain/draft.js';
-import { STATUS_QUERY, type DraftView, type IntakeStatus } from '../../lib/domain/prospect.js';
+import type { IntakeStatus } from '../../lib/domain/prospect.js';
+import type { DraftView } from '../../lib/domain/draft.js';
+import { decisionSignals, statusQuery } from '../../workflows/intake/messages.js';
 import { findApprover } from '../../lib/store/approvers.js';
+import { prospectRow as readProspectRow } from '../../lib/store/prospects.js';
 import type { ApiDeps } from '../deps.js';
 import { HttpProblem, problems } from '../problem.js';
 import type { Caller } from '../route.js';
@@ -36,18 +40,18 @@ export interface PreparedDecision {
   payload: Record<string, unknown>;
 }
 
-/** A prospect's read-model row, or 404. */
+/** A prospect's row, or 404. */
 export async function prospectRow(deps: ApiDeps, id: string): Promise<Record<string, any>> {
-  const { rows } = await deps.pool.query('SELECT * FROM prospects WHERE id = $1', [id]);
-  if (!rows[0]) throw problems.notFound(`No prospect ${id}`);
-  return rows[0];
+  const row = await readProspectRow(deps.pool, id);
+  if (!row) throw problems.notFound(`No prospect ${id}`);
+  return row;
 }
 
 /** The workflow's `status` query, when a worker answers in time. */
 export async function liveStatus(deps: ApiDeps, id: string): Promise<IntakeStatus | null> {
   try {
     const handle = deps.temporal.workflow.getHandle(id);
-    return await deps.temporal.connection.withDeadline(Date.now() + 1_500, () => handle.query<IntakeStatus>(STATUS_QUERY));
+    return await deps.temporal.connection.withDeadline(Date.now() + 1_500, () => handle.query(statusQuery));
   } catch {
     return null;
   }
@@ -102,7 +106,9 @@ function draftOf(view: DraftView, intakeKey: string): DraftContent {
 /** Delivers the decision as its signal; the request id makes a retried call land once. */
 export async function sendDecision(deps: ApiDeps, prepared: PreparedDecision, action: DecisionAction, requestId: string = randomUUID()): Promise<string> {
   try {
-    await deps.temporal.workflow.getHandle(prepared.workflowId).signal(action, { ...prepared.payload, requestId });
+    // The payload is shaped for the action by prepareDecision; the definitions only differ in its type.
+    const signal = decisionSignals[action] as unknown as SignalDefinition<[Record<string, unknown>]>;
+    await deps.temporal.workflow.getHandle(prepared.workflowId).signal(signal, { ...prepared.payload, requestId });
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) throw problems.conflict(`The intake for ${prepared.workflowId} is no longer running`);
     throw new HttpProblem({ title: 'Service unavailable', status: 503, detail: `The workflow service is unavailable (${(err as Error).message}); retry shortly.` });

@@ -7,7 +7,8 @@ import type { Client } from '@temporalio/client';
 import { InternalWorkflowStartOptionsSymbol } from '@temporalio/client/lib/internal.js';
 import type { Pool } from '../../lib/store/db.js';
 import type { Logger } from '../../lib/config/logger.js';
-import { END_STAGES, startIntake, type IntakeInput, type IntakeMemo } from '../../lib/domain/prospect.js';
+import { backOff, claimDue, pruneDispatched, recordDispatched, releaseClaims, startedNotTakenUp, type ClaimedSubmission } from '../../lib/store/outbox.js';
+import { startIntake, type IntakeMemo } from './start-intake.js';
 import { SUBMISSIONS_CHANNEL, submissionSignal, type SubmissionSignal } from './intake-outbox.js';
 
 /**
@@ -53,8 +54,8 @@ export interface IntakeDispatcherOptions {
   /** Dispatched rows are deleted after this long (their audit rows stay). */
   retentionMs: number;
   /**
-   * Back-pressure: started intakes no worker has taken up yet (read model still
-   * SUBMITTED, started in the last 10 minutes), across all replicas. While
+   * Back-pressure: started intakes no worker has taken up yet (started in the
+   * last 10 minutes, no read-model row of their run), across all replicas. While
    * that many wait, no more are started: starting faster than the workers take
    * intakes only moves the queue from this table into Temporal, at the cost of
    * Temporal and API capacity. Infinity turns it off.
@@ -97,14 +98,6 @@ export interface IntakeDispatcherDeps {
   log: Logger;
   /** Wakes this dispatcher when this process stores a lead (default: the signal of `pool`). */
   signal?: SubmissionSignal;
-}
-
-interface ClaimedRow {
-  id: string;
-  workflow_id: string;
-  input: IntakeInput;
-  task_queue: string;
-  attempts: number;
 }
 
 type Outcome = 'started' | 'attached';
@@ -271,39 +264,15 @@ export class IntakeDispatcher {
   /** Started intakes still waiting for a worker (see maxBacklog). */
   private async backlog(): Promise<number> {
     if (!Number.isFinite(this.options.maxBacklog)) return 0;
-    const { rows } = await this.deps.pool.query(
-      `SELECT count(*)::int AS n FROM prospects
-        WHERE stage = 'SUBMITTED' AND intake_key IS NOT NULL AND run_started_at > now() - interval '10 minutes'`,
-    );
-    return rows[0].n;
+    return startedNotTakenUp(this.deps.pool);
   }
 
-  /**
-   * Due rows, oldest first; a lease so no other dispatcher takes them meanwhile.
-   * Only a person's oldest waiting submission is due: the one that was told
-   * "queued" must be the one that starts the intake (with its lead text), and
-   * the later ones join it once it has.
-   */
-  private async claim(limit: number): Promise<ClaimedRow[]> {
-    const { rows } = await this.deps.pool.query(
-      `UPDATE intake_submissions s
-          SET attempts = s.attempts + 1, next_attempt_at = now() + $2 * interval '1 millisecond'
-        WHERE s.id IN (SELECT id FROM intake_submissions d
-                        WHERE dispatched_at IS NULL AND next_attempt_at <= now()
-                          AND NOT EXISTS (SELECT 1 FROM intake_submissions e
-                                           WHERE e.workflow_id = d.workflow_id AND e.dispatched_at IS NULL
-                                             AND e.seq < d.seq)
-                        ORDER BY next_attempt_at, seq
-                        LIMIT $1
-                        FOR UPDATE SKIP LOCKED)
-       RETURNING s.id::text AS id, s.workflow_id, s.input, s.task_queue, s.attempts`,
-      [limit, this.options.leaseMs],
-    );
-    return rows as ClaimedRow[];
+  private claim(limit: number): Promise<ClaimedSubmission[]> {
+    return claimDue(this.deps.pool, limit, this.options.leaseMs);
   }
 
   /** Starts (or joins) the intake of one row and records it; returns the error when Temporal seems unreachable. */
-  private async dispatch(row: ClaimedRow): Promise<Error | undefined> {
+  private async dispatch(row: ClaimedSubmission): Promise<Error | undefined> {
     let runId: string;
     let outcome: Outcome;
     try {
@@ -321,7 +290,7 @@ export class IntakeDispatcher {
     return undefined;
   }
 
-  private async startRow(row: ClaimedRow): Promise<{ runId: string; outcome: Outcome }> {
+  private async startRow(row: ClaimedSubmission): Promise<{ runId: string; outcome: Outcome }> {
     const { workflowId, runId } = await startIntake(this.deps.temporal, row.input, {
       taskQueue: row.task_queue,
       workflowId: row.workflow_id,
@@ -333,69 +302,30 @@ export class IntakeDispatcher {
   }
 
   /**
-   * The row is dispatched; its audit row; and the read model: a run this
-   * submission started takes over the row when the row waits for a run
-   * (intake_key NULL) or shows a finished intake (the intake key is the run's
-   * first run id). Otherwise the row is the running intake's own, which its
-   * workflow keeps current; a run this submission joined is left to whoever
-   * started it (its dispatcher, or the run's first step for runs started
-   * elsewhere), so the row always names the submission the run carries.
+   * The row is dispatched, with its audit row. The read model is the
+   * workflow's to write: until the run's first step has written it, the
+   * person's row shows this submission (the prospect_rows view).
    */
-  private async record(row: ClaimedRow, runId: string, outcome: Outcome): Promise<void> {
-    await this.deps.pool.query(
-      `WITH done AS (
-         UPDATE intake_submissions SET dispatched_at = now(), run_id = $2, outcome = $3, last_error = NULL
-          WHERE id = $1::text::uuid AND dispatched_at IS NULL
-         RETURNING id::text AS id, workflow_id, input, domain, attempts
-       ), audit AS (
-         INSERT INTO audit_events (event_key, workflow_id, run_id, actor, kind, action, outcome, details)
-         SELECT 'dispatch:' || id, workflow_id, $2, 'intake-dispatcher', 'api', 'dispatch', $3,
-                jsonb_build_object('intakeKey', $2::text, 'submissionId', id, 'attempts', attempts)
-           FROM done
-         ON CONFLICT (event_key) DO NOTHING
-       ), started AS (
-         INSERT INTO prospects AS p (id, run_id, intake_key, run_started_at, email, domain, name, company, source, stage, approval_state, mode, submission_id, state_seq, data)
-         SELECT workflow_id, $2, $2, now(), input->'lead'->>'email', domain, input->'lead'->>'name', input->'lead'->>'company',
-                COALESCE(input->'lead'->>'source', 'api'), 'SUBMITTED', 'NONE', COALESCE(input->>'mode', 'draft_only'), id, 0, '{}'::jsonb
-           FROM done WHERE $3 = 'started'
-         ON CONFLICT (id) DO UPDATE SET run_id = EXCLUDED.run_id, intake_key = EXCLUDED.intake_key, run_started_at = EXCLUDED.run_started_at,
-           email = EXCLUDED.email, domain = EXCLUDED.domain, name = EXCLUDED.name, company = EXCLUDED.company, owner = NULL,
-           source = EXCLUDED.source, stage = 'SUBMITTED', approval_state = 'NONE', draft_version = 0, subject = NULL, reason = NULL,
-           data = '{}'::jsonb, mode = EXCLUDED.mode, submission_id = EXCLUDED.submission_id, approval_deadline = NULL, state_seq = 0,
-           updated_at = now()
-         WHERE p.intake_key IS NULL OR (p.intake_key IS DISTINCT FROM EXCLUDED.intake_key AND p.stage = ANY($4::text[]))
-       )
-       SELECT count(*)::int AS recorded FROM done`,
-      [row.id, runId, outcome, END_STAGES],
-    );
+  private record(row: ClaimedSubmission, runId: string, outcome: Outcome): Promise<void> {
+    return recordDispatched(this.deps.pool, row.id, runId, outcome);
   }
 
   /** Backs the row off; it stays in the outbox with the reason. */
-  private async fail(row: ClaimedRow, err: Error): Promise<void> {
+  private async fail(row: ClaimedSubmission, err: Error): Promise<void> {
     const delay = Math.min(this.options.retryMaxMs, this.options.retryInitialMs * 2 ** Math.min(row.attempts - 1, 20)) * (0.8 + Math.random() * 0.4);
     this.warn('starting an intake failed; the submission waits in the outbox and is retried', err, { workflowId: row.workflow_id, attempts: row.attempts, retryInMs: Math.round(delay) });
-    await this.deps.pool
-      .query(
-        `UPDATE intake_submissions SET last_error = left($2, 1000), next_attempt_at = now() + $3 * interval '1 millisecond'
-          WHERE id = $1::text::uuid AND dispatched_at IS NULL`,
-        [row.id, errorText(err), Math.round(delay)],
-      )
-      .catch((e: Error) => this.warn('recording a failed dispatch failed; the lease will expire', e));
+    await backOff(this.deps.pool, row.id, errorText(err), delay).catch((e: Error) => this.warn('recording a failed dispatch failed; the lease will expire', e));
   }
 
   /** Claimed but not attempted (closing): due again at once, for any replica. */
   private async release(ids: string[]): Promise<void> {
-    await this.deps.pool
-      .query(`UPDATE intake_submissions SET next_attempt_at = now(), attempts = GREATEST(attempts - 1, 0) WHERE id = ANY($1::uuid[]) AND dispatched_at IS NULL`, [ids])
-      .catch(() => undefined);
+    await releaseClaims(this.deps.pool, ids).catch(() => undefined);
   }
 
   private async pruneNow(): Promise<void> {
     if (Date.now() - this.lastPrune < PRUNE_EVERY_MS) return;
     this.lastPrune = Date.now();
-    await this.deps.pool
-      .query(`DELETE FROM intake_submissions WHERE dispatched_at < now() - $1 * interval '1 millisecond'`, [this.options.retentionMs])
-      .catch((err: Error) => this.warn('pruning dispatched submissions failed', err));
+    await pruneDispatched(this.deps.pool, this.options.retentionMs).catch((err: Error) => this.warn('pruning dispatched submissions failed', err));
   }
 
   // ---- wake-ups ------------------------------------------------------------------------

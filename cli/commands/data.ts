@@ -11,6 +11,7 @@ import {
   type OnProgress,
 } from '../../lib/ops/backup.js';
 import { migrate } from '../../lib/store/db.js';
+import { countSignals } from '../../lib/store/signals.js';
 import {
   parseDuration,
   parseSize,
@@ -181,7 +182,7 @@ function registerSnapshot(program: Command, ctx: CliContext): void {
         if (!check.ok) throw new CliError(`snapshot ${snap.id} is corrupt, refusing to restore it: ${check.problems.join('; ')}`, EXIT.corrupt);
         const pool = await ctx.getPool();
         if (!opts.force) {
-          const now = Number((await pool.query('SELECT count(*)::bigint AS n FROM signals')).rows[0].n);
+          const now = await countSignals(pool);
           const plan = { dry_run: true, id: snap.id, mode: opts.mode, snapshot_rows: snap.row_count, table_rows: now };
           if (opts.json) return printJson(plan);
           print(`Snapshot ${snap.id} is intact: ${snap.row_count} rows; the signals table has ${now} rows now.`);
@@ -387,7 +388,8 @@ async function databaseUrl(ctx: CliContext): Promise<string> {
 // shared
 
 async function snapshotDir(ctx: CliContext, opts: DirOpts): Promise<string> {
-  return opts.dir ?? process.env.SNAPSHOT_DIR ?? defaultSnapshotDir((await ctx.getConfig()).dataDir);
+  const config = await ctx.getConfig();
+  return opts.dir ?? config.snapshots.dir ?? defaultSnapshotDir(config.dataDir);
 }
 
 /** Library errors become CliErrors with their exit code; the message already names the problem. */

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import type { HarvestScheduleView } from '../../lib/ops/harvest-schedule.js';
-import type { HarvestStatus, HarvestSummary } from '../../workflows/harvest/types.js';
+import type { HarvestScheduleView } from '../../api/services/harvest-schedule.js';
+import type { HarvestStatus, HarvestSummary } from '../../lib/domain/harvest.js';
 import { CliError, type CliContext } from '../context.js';
 
 /**

@@ -78,7 +78,7 @@ export function register(program: Command, ctx: CliContext): void {
 
 async function keyStore(ctx: CliContext): Promise<ApiKeyStore> {
   const config = await ctx.getConfig();
-  return ApiKeyStore.fromEnv(await ctx.getPool(), { PROSPECTOR_ENV: config.env });
+  return ApiKeyStore.fromSecurity(await ctx.getPool(), config.security);
 }
 
 async function run<T>(work: () => Promise<T>): Promise<T> {

@@ -1,42 +1,37 @@
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import ms from 'ms';
-import YAML from 'yaml';
 import { z } from 'zod';
+import { harvestConfigFrom, harvestSettingsSchema, type HarvestConfig } from './harvest.js';
 import { defaultSecretProvider, type SecretProvider } from './secrets.js';
+import { securityConfigFrom, securitySettingsSchema, type SecurityConfig } from './security.js';
+import {
+  boolSetting,
+  ConfigError,
+  durationSetting,
+  environmentSetting,
+  gatherProblems,
+  mergeSettings,
+  problemsOf,
+  readSecrets,
+  readSettingsFile,
+  type RawSettings,
+  type SettingProblem,
+  type SettingsSource,
+} from './settings.js';
+
+export { ConfigError };
 
 /**
  * One validated configuration for every process. Settings are named by their
  * environment variable; an optional YAML/JSON file (PROSPECTOR_CONFIG_FILE)
- * holds the same names, and the environment overrides it. Secrets are looked
- * up through a SecretProvider so they can live in files or a vault.
+ * holds the same names, and the environment overrides it. The settings below
+ * are validated here; the harvest's and the security layer's by the schemas
+ * their modules own, composed in one load, so every setting reaches every
+ * process from the environment and the file alike. Secrets are looked up
+ * through a SecretProvider so they can live in files or a vault.
  */
 
-export class ConfigError extends Error {
-  constructor(readonly problems: { setting: string; message: string }[]) {
-    super(
-      `Invalid configuration:\n${problems.map((p) => `  - ${p.setting}: ${p.message}`).join('\n')}`,
-    );
-    this.name = 'ConfigError';
-  }
-}
-
-/** A duration setting such as "30s", "15m" or "72h", parsed to milliseconds. */
-export const durationSetting = (fallback: string, bounds: { allowZero?: boolean; max?: number } = {}) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((value, ctx) => {
-      const parsed = ms(value as ms.StringValue);
-      const tooSmall = typeof parsed === 'number' && (bounds.allowZero ? parsed < 0 : parsed <= 0);
-      if (typeof parsed !== 'number' || !Number.isFinite(parsed) || tooSmall || (bounds.max !== undefined && parsed > bounds.max)) {
-        const limit = bounds.max !== undefined ? ` of at most ${ms(bounds.max)}` : '';
-        ctx.addIssue({ code: 'custom', message: `expected a duration such as "500ms", "30s", "15m" or "72h"${limit}, got "${value}"` });
-        return z.NEVER;
-      }
-      return parsed;
-    });
 const duration = durationSetting;
+const bool = boolSetting;
 
 const port = (fallback: number) =>
   z.coerce
@@ -46,20 +41,15 @@ const port = (fallback: number) =>
     .max(65535, 'expected a port between 1 and 65535')
     .default(fallback);
 
-const bool = (fallback: boolean) =>
-  z
-    .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'expected true or false' })
-    .default(fallback ? 'true' : 'false')
-    .transform((v) => v === 'true' || v === '1' || v === 'yes');
-
 const url = z.url({ error: 'expected a URL such as http://host:port' });
 const optionalText = z.string().min(1).optional();
 
 /** Settings read as plain values (env or file). */
 const settingsSchema = z.object({
-  PROSPECTOR_ENV: z.enum(['development', 'test', 'production'], { error: 'expected development, test or production' }).default('development'),
+  PROSPECTOR_ENV: environmentSetting,
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
   DATA_DIR: z.string().min(1).default('.data'),
+  SNAPSHOT_DIR: optionalText,
 
   PORT: port(3000),
   API_BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i, 'expected a size such as "100kb" or "1mb"').default('100kb'),
@@ -81,7 +71,6 @@ const settingsSchema = z.object({
 
   WORKER_SHUTDOWN_GRACE: duration('90s'),
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
-  ACTIVITY_TIMEOUT: duration('60s'),
 
   SANDBOX_URL: url.default('http://127.0.0.1:4010'),
   SANDBOX_PORT: port(4010),
@@ -92,6 +81,7 @@ const settingsSchema = z.object({
   APPROVAL_TIMEOUT: duration('72h'),
   APPROVAL_TOKEN_TTL: duration('12h', { max: 7 * 86_400_000 }),
   SEND_LOOKUP_PATIENCE: duration('15m'),
+  INTAKE_TASK_QUEUE: optionalText,
 
   OPENAI_MODEL: z.string().min(1).default('gpt-4o-mini'),
   SLACK_CHANNEL: z.string().min(1).default('#prospector'),
@@ -118,11 +108,9 @@ const SECRET_SETTINGS = [
   'APPROVAL_TOKEN_SECRET_PREVIOUS',
 ] as const;
 
-/**
- * Settings validated by the modules that own them (lib/config/security.ts,
- * lib/config/harvest.ts, ...). The config file may hold them too.
- */
-const MODULE_SETTING = /^(API_KEY_|RATE_LIMIT_|AUDIT_|HARVEST_|INTAKE_|SNAPSHOT_|SCORE_|SCORING_)/;
+/** Every setting read from the environment and the file: these, and those the owning modules validate. */
+const SETTING_NAMES: ReadonlySet<string> = new Set([settingsSchema, harvestSettingsSchema, securitySettingsSchema].flatMap((schema) => Object.keys(schema.shape)));
+
 type SecretName = (typeof SECRET_SETTINGS)[number];
 
 type Settings = z.output<typeof settingsSchema>;
@@ -140,6 +128,8 @@ export interface Config {
   env: Settings['PROSPECTOR_ENV'];
   logLevel: Settings['LOG_LEVEL'];
   dataDir: string;
+  /** Where snapshots go when a command names no directory; unset means under dataDir (lib/ops/snapshots.ts). */
+  snapshots: { dir?: string };
   api: { port: number; bodyLimit: string; publicUrl: string; corsOrigins: string[] };
   database: { url?: string; embeddedPort: number; poolMax: number };
   temporal: {
@@ -155,7 +145,7 @@ export interface Config {
     /** Production runs without mTLS or an API key to Temporal only when this is set (and says so loudly). */
     allowInsecure: boolean;
   };
-  worker: { shutdownGraceMs: number; activityTimeoutMs: number; metricsPort: number };
+  worker: { shutdownGraceMs: number; metricsPort: number };
   sandbox: { url: string; port: number };
   outreach: {
     senderEmail: string;
@@ -165,6 +155,8 @@ export interface Config {
     /** How long a send whose answer was lost is looked for in Gmail before a person is asked. */
     sendLookupPatienceMs: number;
   };
+  /** The task queue the API starts intakes on (INTAKE_TASK_QUEUE, else the harvest's HARVEST_INTAKE_TASK_QUEUE). */
+  intake: { taskQueue: string };
   approvals: {
     /** Signing secret first; a previous one still verifies during a rotation. */
     tokenSecrets: string[];
@@ -180,6 +172,8 @@ export interface Config {
     slack: ProviderEndpoint & { botToken: string; webhookUrl: string; signingSecret?: string; channel: string };
     x: ProviderEndpoint & { bearerToken: string };
   };
+  harvest: HarvestConfig;
+  security: SecurityConfig;
 }
 
 /**
@@ -191,45 +185,58 @@ export const DEV_APPROVAL_TOKEN_SECRET = 'prospector-development-approval-secret
 /** Token the SDKs send to the sandbox; the sandbox accepts any non-empty bearer. */
 export const SANDBOX_TOKEN = 'sandbox-token';
 
-export interface LoadOptions {
-  env?: NodeJS.ProcessEnv;
+export interface LoadOptions extends SettingsSource {
   secrets?: SecretProvider;
-  /** Settings that win over env and file (tests, the dev supervisor). */
-  overrides?: Record<string, string | undefined>;
 }
 
 export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
   const env = options.env ?? process.env;
   const secrets = options.secrets ?? defaultSecretProvider(env);
-  const raw = { ...readConfigFile(env.PROSPECTOR_CONFIG_FILE), ...pickSettings(env), ...definedOnly(options.overrides) };
+  const file = readSettingsFile(env.PROSPECTOR_CONFIG_FILE);
+  const problems = fileProblems(file, env.PROSPECTOR_CONFIG_FILE);
+  const raw = mergeSettings(SETTING_NAMES, { overrides: options.overrides, env, file });
 
   const parsed = settingsSchema.safeParse(raw);
-  const problems: { setting: string; message: string }[] = [];
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const setting = String(issue.path[0] ?? 'config');
-      problems.push({ setting, message: describeIssue(issue, raw[setting as keyof typeof raw]) });
-    }
-  }
-
-  const secretValues: Partial<Record<SecretName, string>> = {};
-  for (const name of SECRET_SETTINGS) {
-    try {
-      const value = options.overrides?.[name] ?? (await secrets.get(name));
-      if (value !== undefined) secretValues[name] = value;
-    } catch (err) {
-      problems.push({ setting: name, message: (err as Error).message });
-    }
-  }
+  if (!parsed.success) problems.push(...problemsOf(parsed.error, raw));
+  const secretValues = await readSecrets(SECRET_SETTINGS, secrets, options.overrides, problems);
+  // The rules across settings need every value above to be valid; the modules' problems are reported with theirs.
+  const core = problems.length === 0 ? buildConfig(parsed.data!, secretValues) : undefined;
+  if (core) problems.push(...checkPolicy(core, parsed.data!, secretValues));
+  const harvest = gatherProblems(problems, () => harvestConfigFrom(raw));
+  const security = gatherProblems(problems, () =>
+    securityConfigFrom(raw, { production: raw.PROSPECTOR_ENV === 'production', pepper: secretValues.API_KEY_PEPPER }),
+  );
   if (problems.length > 0) throw new ConfigError(problems);
 
-  const config = buildConfig(parsed.data!, secretValues);
-  const policy = checkPolicy(config, parsed.data!, secretValues);
-  if (policy.length > 0) throw new ConfigError(policy);
-  return config;
+  return {
+    ...core!,
+    intake: { taskQueue: parsed.data!.INTAKE_TASK_QUEUE ?? harvest!.tuning.intakeTaskQueue },
+    harvest: harvest!,
+    security: security!,
+  };
 }
 
-function buildConfig(s: Settings, secret: Partial<Record<SecretName, string>>): Config {
+/**
+ * A file setting nobody reads is a mistake (a typo, a setting that moved), so
+ * it stops the start. Secrets stay with the secret provider, out of a file
+ * that is usually shared and versioned.
+ */
+function fileProblems(file: RawSettings, name: string | undefined): SettingProblem[] {
+  const problems: SettingProblem[] = [];
+  for (const key of Object.keys(file)) {
+    if ((SECRET_SETTINGS as readonly string[]).includes(key)) {
+      problems.push({ setting: key, message: `is a secret: give it as an environment variable, ${key}_FILE or a file in SECRETS_DIR, not in ${name}` });
+    } else if (!SETTING_NAMES.has(key)) {
+      problems.push({ setting: key, message: `unknown setting in ${name}` });
+    }
+  }
+  return problems;
+}
+
+/** The configuration of the settings validated here; loadConfig adds what the modules' settings make. */
+type CoreConfig = Omit<Config, 'intake' | 'harvest' | 'security'>;
+
+function buildConfig(s: Settings, secret: Partial<Record<SecretName, string>>): CoreConfig {
   const sandbox = s.SANDBOX_URL.replace(/\/$/, '');
   const live = (has: boolean) => (has ? ('live' as const) : ('sandbox' as const));
   const googleLive = Boolean(secret.GOOGLE_REFRESH_TOKEN);
@@ -239,6 +246,7 @@ function buildConfig(s: Settings, secret: Partial<Record<SecretName, string>>): 
     env: s.PROSPECTOR_ENV,
     logLevel: s.LOG_LEVEL,
     dataDir: path.resolve(s.DATA_DIR),
+    snapshots: { dir: s.SNAPSHOT_DIR },
     api: {
       port: s.PORT,
       bodyLimit: s.API_BODY_LIMIT,
@@ -258,7 +266,7 @@ function buildConfig(s: Settings, secret: Partial<Record<SecretName, string>>): 
       cliPath: s.TEMPORAL_CLI_PATH,
       allowInsecure: s.TEMPORAL_ALLOW_INSECURE,
     },
-    worker: { shutdownGraceMs: s.WORKER_SHUTDOWN_GRACE, activityTimeoutMs: s.ACTIVITY_TIMEOUT, metricsPort: s.WORKER_METRICS_PORT },
+    worker: { shutdownGraceMs: s.WORKER_SHUTDOWN_GRACE, metricsPort: s.WORKER_METRICS_PORT },
     sandbox: { url: sandbox, port: s.SANDBOX_PORT },
     outreach: { senderEmail: s.SENDER_EMAIL, sendMode: s.SEND_MODE, approvalTimeoutMs: s.APPROVAL_TIMEOUT, sendLookupPatienceMs: s.SEND_LOOKUP_PATIENCE },
     approvals: {
@@ -306,7 +314,7 @@ function buildConfig(s: Settings, secret: Partial<Record<SecretName, string>>): 
 }
 
 /** Rules across settings: what production refuses even when each value is valid. */
-function checkPolicy(config: Config, s: Settings, secret: Partial<Record<SecretName, string>>) {
+function checkPolicy(config: CoreConfig, s: Settings, secret: Partial<Record<SecretName, string>>) {
   const problems: { setting: string; message: string }[] = [];
   if (config.outreach.sendMode === 'send_on_approval' && config.env === 'production' && !s.ALLOW_SEND_ON_APPROVAL) {
     problems.push({ setting: 'SEND_MODE', message: 'send_on_approval in production needs ALLOW_SEND_ON_APPROVAL=true' });
@@ -333,9 +341,6 @@ function checkPolicy(config: Config, s: Settings, secret: Partial<Record<SecretN
       problems.push({ setting: 'GOOGLE_CLIENT_ID', message: 'GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET are required with GOOGLE_REFRESH_TOKEN' });
     }
   }
-  if (config.worker.shutdownGraceMs <= config.worker.activityTimeoutMs) {
-    problems.push({ setting: 'WORKER_SHUTDOWN_GRACE', message: `must be longer than ACTIVITY_TIMEOUT (${s.ACTIVITY_TIMEOUT} ms) so running activities can finish on shutdown` });
-  }
   for (const name of ['APPROVAL_TOKEN_SECRET', 'APPROVAL_TOKEN_SECRET_PREVIOUS'] as const) {
     const value = secret[name];
     if (value !== undefined && value.length < 32) problems.push({ setting: name, message: 'must be at least 32 characters' });
@@ -348,55 +353,6 @@ function checkPolicy(config: Config, s: Settings, secret: Partial<Record<SecretN
 
 function providerCredential(name: ProviderName): string {
   return { google: 'GOOGLE_REFRESH_TOKEN', hubspot: 'HUBSPOT_ACCESS_TOKEN', openai: 'OPENAI_API_KEY', slack: 'SLACK_BOT_TOKEN', x: 'X_BEARER_TOKEN' }[name];
-}
-
-function describeIssue(issue: z.core.$ZodIssue, value: unknown): string {
-  const shown = value === undefined ? '' : `, got "${String(value)}"`;
-  if (issue.code === 'custom') return issue.message;
-  return `${issue.message}${shown}`;
-}
-
-function pickSettings(env: NodeJS.ProcessEnv): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const key of Object.keys(settingsSchema.shape)) {
-    const value = env[key];
-    if (value !== undefined && value !== '') out[key] = value;
-  }
-  return out;
-}
-
-function definedOnly(values: Record<string, string | undefined> | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(values ?? {})) if (v !== undefined && !(SECRET_SETTINGS as readonly string[]).includes(k)) out[k] = v;
-  return out;
-}
-
-function readConfigFile(file: string | undefined): Record<string, string> {
-  if (!file) return {};
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError([{ setting: 'PROSPECTOR_CONFIG_FILE', message: `cannot read ${file} (${(err as NodeJS.ErrnoException).code})` }]);
-  }
-  let data: unknown;
-  try {
-    data = YAML.parse(text);
-  } catch (err) {
-    throw new ConfigError([{ setting: 'PROSPECTOR_CONFIG_FILE', message: `${file} is not valid YAML/JSON: ${(err as Error).message}` }]);
-  }
-  if (data === null || data === undefined) return {};
-  if (typeof data !== 'object' || Array.isArray(data)) {
-    throw new ConfigError([{ setting: 'PROSPECTOR_CONFIG_FILE', message: `${file} must hold a map of SETTING: value` }]);
-  }
-  const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(data)) {
-    if (!(key in settingsSchema.shape) && !MODULE_SETTING.test(key) && !(SECRET_SETTINGS as readonly string[]).includes(key)) {
-      throw new ConfigError([{ setting: key, message: `unknown setting in ${file}` }]);
-    }
-    out[key] = String(value);
-  }
-  return out;
 }
 
 /** Loads config or ends the process with a message naming each bad setting. */

@@ -1,21 +1,19 @@
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { z } from 'zod';
-import { ConfigError, durationSetting } from './config.js';
+import { boolSetting, ConfigError, durationSetting, gatherProblems, problemsOf, readSettings, type RawSettings, type SettingProblem, type SettingsSource } from './settings.js';
 import { TASK_QUEUES } from '../domain/search-attributes.js';
-import type { ScoreWeights } from '../domain/scoring.js';
+import { CATEGORIES, SENTIMENTS, type Category, type ScoreWeights } from '../domain/scoring.js';
+import type { HarvestTuning } from '../domain/harvest.js';
 
 /**
- * Settings of the signal harvest, named by their environment variable
- * (HARVEST_*), validated with zod. Kept apart from lib/config/config.ts so the
- * harvest can grow its knobs without touching the process-wide config.
- * Everything has a default; a bad value fails fast naming the setting.
+ * Settings of the signal harvest and its scoring, named by their environment
+ * variable (HARVEST_*), validated with zod. This module owns their rules so the
+ * harvest can grow its knobs without touching the process-wide settings;
+ * lib/config/config.ts composes them into the one configuration, read from the
+ * environment and the config file alike. Everything has a default; a bad value
+ * fails fast naming the setting.
  */
-
-export const CATEGORIES = ['buying_intent', 'outage', 'security', 'bug', 'question', 'praise', 'other'] as const;
-export const SENTIMENTS = ['positive', 'neutral', 'negative'] as const;
-export type Category = (typeof CATEGORIES)[number];
-export type Sentiment = (typeof SENTIMENTS)[number];
 
 /** One configured search: an X recent-search query or an RSS/Atom feed URL. */
 export const sourceQuerySchema = z
@@ -56,11 +54,7 @@ export const DEFAULT_WEIGHTS: ScoreWeights = {
 const duration = (fallback: string) => durationSetting(fallback);
 const int = (fallback: number, min: number, max: number) => z.coerce.number({ error: 'expected a number' }).int('expected a whole number').min(min).max(max).default(fallback);
 const num = (fallback: number, min: number, max: number) => z.coerce.number({ error: 'expected a number' }).min(min).max(max).default(fallback);
-const bool = (fallback: boolean) =>
-  z
-    .enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'expected true or false' })
-    .default(fallback ? 'true' : 'false')
-    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const bool = boolSetting;
 
 /** "a=1,b=2.5" → {a:1, b:2.5}, keys limited to `keys`, values ≥ 0. */
 function weightMap<K extends string>(keys: readonly K[]) {
@@ -82,7 +76,7 @@ function weightMap<K extends string>(keys: readonly K[]) {
     });
 }
 
-const settingsSchema = z.object({
+export const harvestSettingsSchema = z.object({
   HARVEST_QUERIES: z.string().optional(),
   HARVEST_QUERIES_FILE: z.string().optional(),
   HARVEST_TASK_QUEUE: z.string().min(1).default(TASK_QUEUES.harvest),
@@ -95,7 +89,18 @@ const settingsSchema = z.object({
   HARVEST_DIGEST_MIN: int(4, 1, 100_000),
   HARVEST_DIGEST_LIST: int(15, 1, 40),
   HARVEST_INTAKE_THRESHOLD: num(70, 0, 100),
-  HARVEST_INTAKE_CATEGORIES: z.string().default('buying_intent'),
+  HARVEST_INTAKE_CATEGORIES: z
+    .string()
+    .default('buying_intent')
+    .transform((value, ctx) => {
+      const categories = value.split(',').map((c) => c.trim()).filter(Boolean);
+      const unknown = categories.filter((c) => !(CATEGORIES as readonly string[]).includes(c));
+      if (unknown.length) {
+        ctx.addIssue({ code: 'custom', message: `unknown categories ${unknown.join(', ')} (known: ${CATEGORIES.join(', ')})` });
+        return z.NEVER;
+      }
+      return categories as Category[];
+    }),
   HARVEST_INTAKE_MAX_PER_RUN: int(10, 0, 500),
   HARVEST_INTAKE_TASK_QUEUE: z.string().min(1).default(TASK_QUEUES.prospecting),
   HARVEST_PAGE_SIZE: int(100, 10, 100),
@@ -117,29 +122,8 @@ const settingsSchema = z.object({
   HARVEST_SCORE_SENTIMENT: weightMap(SENTIMENTS),
 });
 
-/** Tunables a run uses; the workflow input may override each (tests pass short ones). */
-export interface HarvestTuning {
-  pageSize: number;
-  maxPages: number;
-  rateLimitMaxWaitMs: number;
-  batchSize: number;
-  analysisConcurrency: number;
-  chunkSize: number;
-  childConcurrency: number;
-  llmAttempts: number;
-  llmBackoffMs: number;
-  retryBackoffMs: number;
-  notifyThreshold: number;
-  digestMin: number;
-  digestList: number;
-  intakeThreshold: number;
-  intakeCategories: Category[];
-  intakeMaxPerRun: number;
-  /** Task queue of the prospect intake workflow started for qualifying signals. */
-  intakeTaskQueue: string;
-  /** Continue-as-new when the history grows past this many events. */
-  maxHistoryEvents: number;
-}
+export type { HarvestTuning };
+
 
 export interface HarvestConfig {
   queries: SourceQueryConfig[];
@@ -150,28 +134,22 @@ export interface HarvestConfig {
   weights: ScoreWeights;
 }
 
-export interface HarvestConfigOptions {
-  env?: NodeJS.ProcessEnv;
-  overrides?: Record<string, string | undefined>;
+/** The harvest settings from the environment and the config file (callers with a loaded Config use `config.harvest`). */
+export function loadHarvestConfig(options: SettingsSource = {}): HarvestConfig {
+  return harvestConfigFrom(readSettings(Object.keys(harvestSettingsSchema.shape), options));
 }
 
-export function loadHarvestConfig(options: HarvestConfigOptions = {}): HarvestConfig {
-  const env = options.env ?? process.env;
-  const raw: Record<string, string> = {};
-  for (const key of Object.keys(settingsSchema.shape)) {
-    const value = options.overrides?.[key] ?? env[key];
-    if (value !== undefined && value !== '') raw[key] = value;
-  }
-  const parsed = settingsSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => ({ setting: String(i.path[0] ?? 'HARVEST'), message: i.message })));
-  }
+/** The harvest configuration from raw settings; throws a ConfigError naming every bad one. */
+export function harvestConfigFrom(raw: RawSettings): HarvestConfig {
+  const problems: SettingProblem[] = [];
+  const parsed = harvestSettingsSchema.safeParse(raw);
+  if (!parsed.success) problems.push(...problemsOf(parsed.error, raw));
+  // The query list is read apart from the schema (it may name a file); its problems are reported with the others.
+  const queries = gatherProblems(problems, () => readQueries(raw.HARVEST_QUERIES, raw.HARVEST_QUERIES_FILE));
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   const s = parsed.data;
-  const intakeCategories = s.HARVEST_INTAKE_CATEGORIES.split(',').map((c) => c.trim()).filter(Boolean);
-  const unknown = intakeCategories.filter((c) => !(CATEGORIES as readonly string[]).includes(c));
-  if (unknown.length) throw new ConfigError([{ setting: 'HARVEST_INTAKE_CATEGORIES', message: `unknown categories ${unknown.join(', ')} (known: ${CATEGORIES.join(', ')})` }]);
   return {
-    queries: readQueries(s.HARVEST_QUERIES, s.HARVEST_QUERIES_FILE),
+    queries: queries!,
     taskQueue: s.HARVEST_TASK_QUEUE,
     schedule: { id: s.HARVEST_SCHEDULE_ID, intervalMs: s.HARVEST_INTERVAL, enabled: s.HARVEST_SCHEDULE_ENABLED, startPaused: s.HARVEST_SCHEDULE_PAUSED },
     slackChannel: s.HARVEST_SLACK_CHANNEL,
@@ -190,7 +168,7 @@ export function loadHarvestConfig(options: HarvestConfigOptions = {}): HarvestCo
       digestMin: s.HARVEST_DIGEST_MIN,
       digestList: s.HARVEST_DIGEST_LIST,
       intakeThreshold: s.HARVEST_INTAKE_THRESHOLD,
-      intakeCategories: intakeCategories as Category[],
+      intakeCategories: s.HARVEST_INTAKE_CATEGORIES,
       intakeMaxPerRun: s.HARVEST_INTAKE_MAX_PER_RUN,
       intakeTaskQueue: s.HARVEST_INTAKE_TASK_QUEUE,
       maxHistoryEvents: 8_000,

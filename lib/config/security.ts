@@ -1,14 +1,13 @@
-import { readFileSync } from 'node:fs';
 import ms from 'ms';
-import YAML from 'yaml';
 import { z } from 'zod';
-import { ConfigError, durationSetting } from './config.js';
 import { defaultSecretProvider, type SecretProvider } from './secrets.js';
+import { ConfigError, durationSetting, environmentSetting, gatherProblems, problemsOf, readSecrets, readSettings, type RawSettings, type SettingProblem, type SettingsSource } from './settings.js';
 
 /**
- * Settings of the API's security layer (keys, rate limits, audit), validated
- * like lib/config/config.ts and named by their environment variable. Kept apart from
- * the main config because only the API and the `keys` CLI need them.
+ * Settings of the API's security layer (keys, rate limits, audit), named by
+ * their environment variable. This module owns their rules; lib/config/config.ts
+ * composes them into the one configuration, read from the environment and the
+ * config file alike, with the pepper from the secret provider.
  *
  * Rate limits are written "<requests>/<window>", e.g. "300/1m" or "20/1s",
  * or "off".
@@ -79,8 +78,7 @@ const rate = (fallback: string) =>
 
 const duration = (fallback: string, max?: number) => durationSetting(fallback, { allowZero: true, max });
 
-const schema = z.object({
-  PROSPECTOR_ENV: z.enum(['development', 'test', 'production']).default('development'),
+export const securitySettingsSchema = z.object({
   // Revocation must reach every replica within 1 s, so the cache may not hold a key longer.
   API_KEY_CACHE_TTL: duration('500ms', 1000),
   API_KEY_ROTATION_OVERLAP: duration('24h'),
@@ -117,32 +115,34 @@ const schema = z.object({
   AUDIT_MAX_QUEUE: z.coerce.number().int().min(100).default(100_000),
 });
 
-export interface SecurityLoadOptions {
-  env?: NodeJS.ProcessEnv;
+export interface SecurityLoadOptions extends SettingsSource {
   secrets?: SecretProvider;
-  /** Settings that win over env (tests, benchmarks). API_KEY_PEPPER may be given here too. */
+  /** Settings that win over env and file (tests, benchmarks). API_KEY_PEPPER may be given here too. */
   overrides?: Record<string, string | undefined>;
 }
 
-/** Loads and validates the security settings; throws ConfigError naming each bad setting. */
+/**
+ * The security settings from the environment and the config file, the pepper
+ * from the secret provider (callers with a loaded Config use `config.security`).
+ * Throws ConfigError naming each bad setting.
+ */
 export async function loadSecurityConfig(options: SecurityLoadOptions = {}): Promise<SecurityConfig> {
   const env = options.env ?? process.env;
-  const file = fileSettings(env.PROSPECTOR_CONFIG_FILE);
-  const raw: Record<string, string> = {};
-  for (const key of Object.keys(schema.shape)) {
-    const value = options.overrides?.[key] ?? env[key] ?? file[key];
-    if (value !== undefined && value !== '') raw[key] = value;
-  }
-  const parsed = schema.safeParse(raw);
-  const problems = parsed.success ? [] : parsed.error.issues.map((i) => ({ setting: String(i.path[0] ?? 'security'), message: i.message }));
+  const raw = readSettings([...Object.keys(securitySettingsSchema.shape), 'PROSPECTOR_ENV'], options);
+  const problems: SettingProblem[] = [];
+  const environment = z.object({ PROSPECTOR_ENV: environmentSetting }).safeParse(raw);
+  if (!environment.success) problems.push(...problemsOf(environment.error, raw));
+  const { API_KEY_PEPPER: pepper } = await readSecrets(['API_KEY_PEPPER'], options.secrets ?? defaultSecretProvider(env), options.overrides, problems);
+  const security = gatherProblems(problems, () => securityConfigFrom(raw, { production: environment.data?.PROSPECTOR_ENV === 'production', pepper }));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return security!;
+}
 
-  let pepper: string | undefined;
-  try {
-    pepper = options.overrides?.API_KEY_PEPPER ?? (await (options.secrets ?? defaultSecretProvider(env)).get('API_KEY_PEPPER'));
-  } catch (err) {
-    problems.push({ setting: 'API_KEY_PEPPER', message: (err as Error).message });
-  }
-  const production = (raw.PROSPECTOR_ENV ?? 'development') === 'production';
+/** The security configuration from raw settings and the pepper; throws a ConfigError naming every bad setting. */
+export function securityConfigFrom(raw: RawSettings, context: { production: boolean; pepper?: string }): SecurityConfig {
+  const { production, pepper } = context;
+  const parsed = securitySettingsSchema.safeParse(raw);
+  const problems = parsed.success ? [] : problemsOf(parsed.error, raw);
   if (production && (!pepper || pepper === DEV_PEPPER)) {
     problems.push({ setting: 'API_KEY_PEPPER', message: 'required in production: a random secret of at least 32 characters (e.g. `openssl rand -hex 32`)' });
   } else if (pepper !== undefined && pepper.length < 32) {
@@ -164,20 +164,4 @@ export async function loadSecurityConfig(options: SecurityLoadOptions = {}): Pro
     },
     audit: { flushIntervalMs: s.AUDIT_FLUSH_INTERVAL, batchSize: s.AUDIT_BATCH_SIZE, maxQueue: s.AUDIT_MAX_QUEUE },
   };
-}
-
-/** The same optional settings file lib/config/config.ts reads (PROSPECTOR_CONFIG_FILE); the environment wins over it. */
-function fileSettings(file: string | undefined): Record<string, string> {
-  if (!file) return {};
-  try {
-    const data = YAML.parse(readFileSync(file, 'utf8')) as unknown;
-    if (!data || typeof data !== 'object' || Array.isArray(data)) return {};
-    const out: Record<string, string> = {};
-    for (const [key, value] of Object.entries(data)) {
-      if (key in schema.shape) out[key] = typeof value === 'object' ? JSON.stringify(value) : String(value);
-    }
-    return out;
-  } catch {
-    return {}; // lib/config/config.ts reports an unreadable or invalid file, naming it
-  }
 }

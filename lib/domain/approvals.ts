@@ -1,9 +1,6 @@
-import type { Config } from '../config/config.js';
 import { contentOfDraft, contentHash, fieldHashes } from './approval-content.js';
 import { signApprovalToken, verifyApprovalToken, type DecisionAction } from './approval-token.js';
 import { editDraft, editsSomething, type DraftContent, type DraftEdit, type EditResult } from './draft.js';
-import { findApprover, type Approver } from '../store/approvers.js';
-import type { Queryable } from '../store/audit.js';
 
 /**
  * Who may decide on a draft, and whether a decision really comes from them.
@@ -50,7 +47,24 @@ export type Verdict =
     }
   | { ok: false; reason: string };
 
-export type ApprovalSettings = Config['approvals'];
+/** How decisions are signed here (lib/config/config.ts loads it). */
+export interface ApprovalSettings {
+  /** Signing secret first; a previous one still verifies during a rotation. */
+  tokenSecrets: string[];
+  tokenTtlMs: number;
+  /** Every decision, whatever the channel, carries a signed token. */
+  signedOnly: boolean;
+}
+
+/** What the approver registry (lib/store/approvers.ts) says an identity may do; null: any. */
+export interface ApproverPolicy {
+  actions: DecisionAction[];
+  owners: string[] | null;
+  domains: string[] | null;
+}
+
+/** The registry entry of an identity (lib/store/approvers.ts), or undefined when it has none. */
+export type ApproverLookup = (identity: string) => Promise<ApproverPolicy | undefined>;
 
 /** The draft a decision produces: the current one, or the edited next version. */
 export function decidedDraft(request: Pick<DecisionRequest, 'action' | 'edit'>, current: DraftContent): EditResult {
@@ -61,7 +75,7 @@ export function decidedDraft(request: Pick<DecisionRequest, 'action' | 'edit'>, 
 const inDomain = (domain: string, allowed: string) => domain === allowed || domain.endsWith(`.${allowed}`);
 
 /** Why this registered (or unknown) identity may not take this decision on this intake; undefined when it may. */
-export function refusalFor(approver: Approver | undefined, identity: string, action: DecisionAction, subject: Pick<DecisionSubject, 'owner' | 'domain'>): string | undefined {
+export function refusalFor(approver: ApproverPolicy | undefined, identity: string, action: DecisionAction, subject: Pick<DecisionSubject, 'owner' | 'domain'>): string | undefined {
   if (!approver) return `${identity} is not a registered approver`;
   if (!approver.actions.includes(action)) return `${identity} may not ${action} drafts (allowed: ${approver.actions.join(', ')})`;
   if (approver.domains && !approver.domains.some((d) => inDomain(subject.domain, d))) {
@@ -75,7 +89,7 @@ export function refusalFor(approver: Approver | undefined, identity: string, act
 }
 
 /** The one judgement of a decision: its signature (or lack of one), its content, and the registry. */
-export async function authoriseDecision(db: Queryable, settings: ApprovalSettings, request: DecisionRequest, subject: DecisionSubject, nowMs: number): Promise<Verdict> {
+export async function authoriseDecision(findApprover: ApproverLookup, settings: ApprovalSettings, request: DecisionRequest, subject: DecisionSubject, nowMs: number): Promise<Verdict> {
   if (request.token === undefined && settings.signedOnly) {
     return { ok: false, reason: 'unsigned: this deployment takes decisions only with a signed approval token (prospector prospects approve … --token-only)' };
   }
@@ -103,7 +117,7 @@ export async function authoriseDecision(db: Queryable, settings: ApprovalSetting
     keyId = c.keyId;
   }
   if (!approver) return { ok: false, reason: 'the decision names no approver' };
-  const refused = refusalFor(await findApprover(db, approver), approver, request.action, subject);
+  const refused = refusalFor(await findApprover(approver), approver, request.action, subject);
   if (refused) return { ok: false, reason: refused };
   return { ok: true, approver, contentHash: hash, fieldHashes: fieldHashes(content), signed, ...(keyId ? { keyId } : {}) };
 }

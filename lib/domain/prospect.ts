@@ -1,7 +1,5 @@
-import type { Client } from '@temporalio/client';
-import type { DraftContent } from './draft.js';
+import type { DraftContent, DraftView } from './draft.js';
 import ms from 'ms';
-import { ApprovalState, ProspectDomain, ProspectStage } from './search-attributes.js';
 
 /**
  * The prospect intake's shared vocabulary: how a lead's email is normalised,
@@ -9,8 +7,7 @@ import { ApprovalState, ProspectDomain, ProspectStage } from './search-attribute
  * JSON payloads of the approval signals and the status query.
  *
  * Workflow code imports this module, so it stays pure: no I/O, no Node
- * built-ins, nothing that reads the clock. (The Temporal client is a type
- * import only.)
+ * built-ins, nothing that reads the clock.
  */
 
 // ---- email normalisation -------------------------------------------------------
@@ -225,15 +222,12 @@ export interface EditPayload {
   requestId?: string;
 }
 
-export const SIGNAL_NAMES = { approve: 'approve', reject: 'reject', edit: 'edit' } as const;
 
 /**
  * Failure types of the send step (activities/intake/gmail.ts) after which
  * only a person can decide what happens: the intake ends NEEDS_HUMAN.
  */
 export const SEND_REFUSALS = ['NotApproved', 'AlreadySent', 'DraftMissing', 'DraftChanged', 'SendingDisabled', 'SendRefused', 'SendOutcomeUnknown'] as const;
-export const STATUS_QUERY = 'status';
-export const WORKFLOW_TYPE = 'prospectIntake';
 
 // ---- status query -----------------------------------------------------------------------
 
@@ -251,24 +245,6 @@ export interface Fact {
   source: string;
 }
 
-export interface DraftView {
-  version: number;
-  subject: string;
-  body: string;
-  draftId?: string;
-  /** RFC 822 Message-ID of this version: the idempotency key of the draft. */
-  messageId: string;
-  threadId?: string;
-  replying: boolean;
-  factsUsed: string[];
-  editedBy?: string;
-  /** Who receives it and from which mailbox, and the thread headers: with subject and body, what an approval binds. */
-  to: { address: string; name?: string };
-  from: { address: string; name?: string };
-  reply?: { threadId: string; inReplyTo: string; references: string[] };
-  /** Hash of exactly that content (lib/domain/approval-content.ts); an approval token carries it. */
-  contentHash?: string;
-}
 
 export interface StepRecord {
   at: string;
@@ -334,60 +310,8 @@ export interface IntakeResult {
 
 // ---- effect keys ---------------------------------------------------------------------------
 
-/**
- * RFC 822 Message-ID of draft `version` of an intake. Deterministic, so a
- * retried create finds the draft it already made (`rfc822msgid:` search) and
- * the send step can tell which version sits in Gmail.
- */
-export function draftMessageId(intakeKey: string, version: number, senderEmail: string): string {
-  const domain = senderEmail.split('@')[1] ?? 'prospector.invalid';
-  return `<intake-${intakeKey}-v${version}@${domain}>`;
-}
 
 /** Business key of one side effect of one intake (HubSpot `prospector_key`, DB effect rows). */
 export function effectKey(intakeKey: string, effect: 'task' | 'note' | 'decision-note' | 'draft' | 'send' | 'human-note' | 'human-task'): string {
   return `${intakeKey}:${effect}`;
-}
-
-// ---- starting an intake (API, CLI, webhook, harvest) ------------------------------------------
-
-export interface StartIntakeOptions {
-  taskQueue: string;
-  workflowId?: string;
-  /**
-   * More start options, passed through to `workflow.start` (the intake
-   * dispatcher sets the start request id this way: see api/services/intake-dispatcher.ts).
-   */
-  startOptions?: Record<PropertyKey, unknown>;
-}
-
-/** Memo of an intake run: which submission started it (the dispatcher tells "started" from "attached" by it). */
-export interface IntakeMemo {
-  submissionId?: string;
-}
-
-/**
- * Starts the intake for a normalised lead, or attaches to the one already
- * running for the same person (USE_EXISTING). Returns the run it landed on.
- */
-export async function startIntake(client: Client, input: IntakeInput, options: StartIntakeOptions): Promise<{ workflowId: string; runId: string }> {
-  const email = normaliseEmail(input.lead.email);
-  if (!email.ok) throw new Error(`cannot start an intake: ${email.reason}`);
-  const workflowId = options.workflowId ?? intakeWorkflowId(email.email);
-  const memo: IntakeMemo | undefined = input.submissionId ? { submissionId: input.submissionId } : undefined;
-  const handle = await client.workflow.start(WORKFLOW_TYPE, {
-    ...options.startOptions,
-    taskQueue: options.taskQueue,
-    workflowId,
-    args: [{ ...input, lead: { ...input.lead, email: email.email } }],
-    workflowIdConflictPolicy: 'USE_EXISTING',
-    memo: memo as Record<string, unknown> | undefined,
-    // Listed at once in the Web UI: "all intakes for acme.example", "all submitted".
-    typedSearchAttributes: [
-      { key: ProspectDomain, value: email.domain },
-      { key: ProspectStage, value: 'SUBMITTED' },
-      { key: ApprovalState, value: 'NONE' },
-    ],
-  });
-  return { workflowId, runId: handle.firstExecutionRunId };
 }

@@ -8,8 +8,11 @@
  * the docs' examples agree to the cent.
  */
 
-export type ScoreCategory = 'buying_intent' | 'outage' | 'security' | 'bug' | 'question' | 'praise' | 'other';
-export type ScoreSentiment = 'positive' | 'neutral' | 'negative';
+/** What a signal is about and how it sounds, as the analysis step classifies it. */
+export const CATEGORIES = ['buying_intent', 'outage', 'security', 'bug', 'question', 'praise', 'other'] as const;
+export const SENTIMENTS = ['positive', 'neutral', 'negative'] as const;
+export type Category = (typeof CATEGORIES)[number];
+export type Sentiment = (typeof SENTIMENTS)[number];
 
 export interface ScoreWeights {
   base: number;
@@ -21,8 +24,8 @@ export interface ScoreWeights {
   urgency: number;
   halfLifeHours: number;
   cap: number;
-  categoryBoost: Record<ScoreCategory, number>;
-  sentimentMultiplier: Record<ScoreSentiment, number>;
+  categoryBoost: Record<Category, number>;
+  sentimentMultiplier: Record<Sentiment, number>;
 }
 
 export interface ScoreInput {
@@ -32,8 +35,8 @@ export interface ScoreInput {
   quotes: number;
   /** 0–5 from the analysis. */
   urgency: number;
-  category: ScoreCategory;
-  sentiment: ScoreSentiment;
+  category: Category;
+  sentiment: Sentiment;
   /** When the signal was posted (ms since epoch). */
   postedAtMs: number;
 }

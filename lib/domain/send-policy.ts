@@ -1,4 +1,3 @@
-import type { Config } from '../config/config.js';
 import type { SendMode } from './prospect.js';
 
 /**
@@ -9,18 +8,23 @@ import type { SendMode } from './prospect.js';
  * mode with this, and the send step checks it again before calling Gmail.
  */
 
+/** The deployment's SEND_MODE (lib/config/config.ts loads it). */
+export interface OutreachSettings {
+  outreach: { sendMode: SendMode };
+}
+
 /** True when this deployment sends approved drafts itself. */
-export function deploymentSends(config: Pick<Config, 'outreach'>): boolean {
+export function deploymentSends(config: OutreachSettings): boolean {
   return config.outreach.sendMode === 'send_on_approval';
 }
 
 /** The mode an intake runs in: the deployment's, or draft_only when the start asks for that. */
-export function effectiveSendMode(config: Pick<Config, 'outreach'>, requested: unknown): { mode: SendMode; narrowed: boolean } {
+export function effectiveSendMode(config: OutreachSettings, requested: unknown): { mode: SendMode; narrowed: boolean } {
   if (!deploymentSends(config)) return { mode: 'draft_only', narrowed: requested === 'send_on_approval' };
   return requested === 'draft_only' ? { mode: 'draft_only', narrowed: false } : { mode: 'send_on_approval', narrowed: false };
 }
 
 /** Why a send must not happen on this deployment, or undefined when it may. */
-export function sendRefusal(config: Pick<Config, 'outreach'>): string | undefined {
+export function sendRefusal(config: OutreachSettings): string | undefined {
   return deploymentSends(config) ? undefined : 'this deployment does not send email (SEND_MODE=draft_only): the approved draft stays in Gmail for a person to send';
 }

@@ -3,22 +3,9 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/p
 import path from 'node:path';
 import type pg from 'pg';
 import type { Pool } from '../store/db.js';
-import {
-  beginConsistentRead,
-  GzipLineWriter,
-  insertJsonRows,
-  quoteIdent,
-  readGzipLines,
-  resetSequence,
-  RowBatcher,
-  sequenceLastValue,
-  settleSession,
-  sha256File,
-  streamRowJson,
-  tableColumns,
-  type ColumnInfo,
-  type OnProgress,
-} from './backup.js';
+import { GzipLineWriter, readGzipLines, RowBatcher, sha256File, type OnProgress } from './backup.js';
+import { beginConsistentRead, insertJsonRows, quoteIdent, settleSession, streamRowJson, tableColumns, type ColumnInfo } from '../store/tables.js';
+import { advanceSignalSequences, mergeSignals, replaceSignals, SIGNAL_KEY } from '../store/signals.js';
 import type { RetentionPlan, SnapshotRef } from './retention.js';
 
 /**
@@ -37,7 +24,7 @@ import type { RetentionPlan, SnapshotRef } from './retention.js';
  */
 
 export const SNAPSHOT_TABLE = 'signals';
-export const SNAPSHOT_KEY = ['source', 'external_id'] as const;
+export const SNAPSHOT_KEY = SIGNAL_KEY;
 export const SNAPSHOT_FORMAT = 'prospector.signals-snapshot';
 const NDJSON_FILE = `${SNAPSHOT_TABLE}.ndjson.gz`;
 const CSV_FILE = `${SNAPSHOT_TABLE}.csv.gz`;
@@ -421,8 +408,8 @@ export async function restoreSnapshot(options: { pool: Pool; dir: string; id: st
 
     const staged = await stage(client, snap, manifest, columns, options.onProgress);
     const before = Number((await client.query(`SELECT count(*)::bigint AS n FROM ${quoteIdent(SNAPSHOT_TABLE)}`)).rows[0].n);
-    const counts = mode === 'replace' ? await replaceFromStage(client, columns) : await mergeFromStage(client, columns);
-    await advanceSequences(client, tableCols);
+    const counts = mode === 'replace' ? await replaceSignals(client, STAGE, columns) : await mergeSignals(client, STAGE, columns);
+    await advanceSignalSequences(client, tableCols);
     await client.query('COMMIT');
     return { id: snap.id, mode, rows: staged, replaced: before, ...counts };
   } catch (err) {
@@ -454,53 +441,6 @@ async function stage(client: pg.ClientBase, snap: SnapshotInfo, manifest: Snapsh
   }
   onProgress?.({ phase: 'done', done: rows, total: manifest.row_count });
   return rows;
-}
-
-async function replaceFromStage(client: pg.ClientBase, columns: ColumnInfo[]) {
-  const list = columns.map((c) => quoteIdent(c.name)).join(', ');
-  const overriding = columns.some((c) => c.identity) ? ' OVERRIDING SYSTEM VALUE' : '';
-  // DELETE, not TRUNCATE: readers keep seeing the old rows until the restore commits.
-  await client.query(`DELETE FROM ${quoteIdent(SNAPSHOT_TABLE)}`);
-  const ins = await client.query(`INSERT INTO ${quoteIdent(SNAPSHOT_TABLE)} (${list})${overriding} SELECT ${list} FROM ${STAGE}`);
-  return { inserted: ins.rowCount ?? 0, updated: 0 };
-}
-
-async function mergeFromStage(client: pg.ClientBase, columns: ColumnInfo[]) {
-  const t = quoteIdent(SNAPSHOT_TABLE);
-  const keyMatch = (a: string, b: string) => SNAPSHOT_KEY.map((k) => `${a}.${quoteIdent(k)} = ${b}.${quoteIdent(k)}`).join(' AND ');
-  // Surrogate ids (serial/identity) belong to the row already here; the natural key decides the match.
-  const surrogates = columns.filter((c) => c.sequence || c.identity);
-  const values = columns.filter((c) => !surrogates.includes(c) && !(SNAPSHOT_KEY as readonly string[]).includes(c.name));
-  const updated = values.length
-    ? await client.query(`UPDATE ${t} AS s SET ${values.map((c) => `${quoteIdent(c.name)} = r.${quoteIdent(c.name)}`).join(', ')} FROM ${STAGE} AS r WHERE ${keyMatch('s', 'r')}`)
-    : { rowCount: 0 };
-
-  const all = columns.map((c) => quoteIdent(c.name));
-  const overriding = columns.some((c) => c.identity) ? ' OVERRIDING SYSTEM VALUE' : '';
-  const isNew = `NOT EXISTS (SELECT 1 FROM ${t} AS s WHERE ${keyMatch('s', 'r')})`;
-  const idFree = surrogates.map((c) => `NOT EXISTS (SELECT 1 FROM ${t} AS s WHERE s.${quoteIdent(c.name)} = r.${quoteIdent(c.name)})`);
-  const withIds = await client.query(
-    `INSERT INTO ${t} (${all.join(', ')})${overriding} SELECT ${all.map((c) => `r.${c}`).join(', ')} FROM ${STAGE} AS r WHERE ${[isNew, ...idFree].join(' AND ')}`,
-  );
-  let fresh = 0;
-  if (surrogates.length) {
-    await advanceSequences(client, surrogates);
-    // New rows whose id is taken by another row here get a fresh one.
-    const rest = columns.filter((c) => !surrogates.includes(c)).map((c) => quoteIdent(c.name));
-    const res = await client.query(`INSERT INTO ${t} (${rest.join(', ')}) SELECT ${rest.map((c) => `r.${c}`).join(', ')} FROM ${STAGE} AS r WHERE ${isNew}`);
-    fresh = res.rowCount ?? 0;
-  }
-  return { inserted: (withIds.rowCount ?? 0) + fresh, updated: updated.rowCount ?? 0 };
-}
-
-/**
- * Moves the table's sequences past the largest id now present. They only move
- * forward on a snapshot restore: ids handed out before stay handed out.
- */
-async function advanceSequences(client: pg.ClientBase, columns: ColumnInfo[]): Promise<void> {
-  for (const c of columns.filter((c) => c.sequence)) {
-    await resetSequence(client, SNAPSHOT_TABLE, c.name, c.sequence!, await sequenceLastValue(client, c.sequence!));
-  }
 }
 
 // ---------------------------------------------------------------------------

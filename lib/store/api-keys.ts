@@ -2,8 +2,9 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
-import { SCOPES, type Scope } from '../../api/route.js';
+import { SCOPES, type Scope } from '../domain/scopes.js';
 import { inTransaction, type Pool } from './db.js';
+import { appendAudit, type Queryable } from './audit.js';
 import { loadSecurityConfig, parseRateLimit, type SecurityConfig } from '../config/security.js';
 import { identitySchema, putApprover } from './approvers.js';
 
@@ -15,6 +16,9 @@ import { identitySchema, putApprover } from './approvers.js';
  * slow password hash (scrypt/argon2) buys nothing against guessing and would cost
  * milliseconds per request; the keyed hash makes a stolen database useless
  * without the pepper, which lives in the secret provider, not the database.
+ *
+ * The only module that writes `api_keys` (the auth audit writer's last-use
+ * updates go through `recordKeysUsed`).
  */
 
 export const KEY_PATTERN = /^pk_(live|test)_([0-9a-f]{12})_([0-9a-f]{64})$/;
@@ -110,7 +114,7 @@ export class ApiKeyStore {
     return new ApiKeyStore(pool, { pepper: security.pepper, keyEnvironment: security.keyEnvironment, cacheTtlMs: security.keyCacheTtlMs, rotationOverlapMs: security.rotationOverlapMs, now });
   }
 
-  /** A store configured from the environment (CLI, dev stack). */
+  /** A store configured from the environment and the config file, for callers without a loaded Config. */
   static async fromEnv(pool: Pool, overrides?: Record<string, string | undefined>): Promise<ApiKeyStore> {
     return ApiKeyStore.fromSecurity(pool, await loadSecurityConfig({ overrides }));
   }
@@ -270,11 +274,6 @@ export function statusOf(key: Pick<ApiKey, 'revokedAt' | 'expiresAt'>, now: Date
   return 'active';
 }
 
-/** A scope list grants `needed` when it holds it or `admin`. */
-export function grants(scopes: readonly Scope[], needed: Scope): boolean {
-  return scopes.includes('admin') || scopes.includes(needed);
-}
-
 function validScopes(scopes: string[]): Scope[] {
   const unique = [...new Set(scopes.map((s) => s.trim()).filter(Boolean))];
   const unknown = unique.filter((s) => !(SCOPES as readonly string[]).includes(s));
@@ -305,7 +304,19 @@ function validRateLimit(text: string): void {
 }
 
 async function event(client: pg.PoolClient, actor: string, action: string, details: Record<string, unknown>) {
-  await client.query(`INSERT INTO audit_events (actor, kind, action, outcome, details) VALUES ($1, 'api_key', $2, 'ok', $3)`, [actor, action, details]);
+  await appendAudit(client, { actor, kind: 'api_key', action, outcome: 'ok', details });
+}
+
+/**
+ * Moves `last_used_at` forward to the given times (key id → last allowed use),
+ * never back: batches from several replicas may land out of order.
+ */
+export async function recordKeysUsed(db: Queryable, lastUse: ReadonlyMap<string, Date>): Promise<void> {
+  await db.query(
+    `UPDATE api_keys k SET last_used_at = GREATEST(k.last_used_at, u.at)
+     FROM unnest($1::text[], $2::timestamptz[]) AS u(id, at) WHERE k.id = u.id`,
+    [[...lastUse.keys()], [...lastUse.values()]],
+  );
 }
 
 function fromRow(r: Record<string, unknown>): StoredKey {

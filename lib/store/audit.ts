@@ -47,3 +47,22 @@ export async function appendAuditBatch(db: Queryable, events: AuditEvent[]): Pro
     ],
   );
 }
+
+/**
+ * An intake's audit trail: its own rows, and the submissions it took
+ * (dispatched to it, or still waiting), oldest first.
+ */
+export async function auditOfIntake(db: Queryable, workflowId: string, intakeKey: string | null, limit = 500) {
+  const { rows } = await db.query(
+    `SELECT at, kind, action, outcome, actor, details FROM audit_events
+      WHERE workflow_id = $1
+        AND (run_id = $2::text OR details->>'intakeKey' = $2::text
+             OR (action = 'submit' AND details->>'submissionId' IN (
+                   SELECT d.details->>'submissionId' FROM audit_events d WHERE d.workflow_id = $1 AND d.action = 'dispatch' AND d.run_id = $2::text
+                   UNION ALL
+                   SELECT w.id::text FROM intake_submissions w WHERE w.workflow_id = $1 AND w.dispatched_at IS NULL)))
+      ORDER BY id LIMIT $3`,
+    [workflowId, intakeKey, limit],
+  );
+  return rows as { at: Date; kind: string; action: string; outcome: string; actor: string; details: Record<string, any> }[];
+}

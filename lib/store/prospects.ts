@@ -1,13 +1,13 @@
-import type pg from 'pg';
 import { inTransaction, type Pool } from './db.js';
-import type { ApprovalStateValue, SendMode, Stage } from '../domain/prospect.js';
-import { appendAudit, type AuditEvent } from './audit.js';
+import { END_STAGES, type ApprovalStateValue, type SendMode, type Stage } from '../domain/prospect.js';
+import { appendAudit, type AuditEvent, type Queryable } from './audit.js';
 
 /**
- * PostgreSQL side of the intake: the prospects read model, the audit trail,
- * and the keyed records that make side effects idempotent (effects, approvals,
- * sends). Every intake activity ends by committing its audit row and its read
- * model change in one transaction, so the two never disagree.
+ * The prospects read model (`prospects`, one row per person: their latest
+ * intake), written only here, from the intake's activities; and the intake's
+ * audit rows, keyed by run and step. Every intake activity ends by committing
+ * its audit row and its read-model change in one transaction, so the two
+ * never disagree.
  */
 
 /** Where an intake stands, stamped by the workflow on every activity call. */
@@ -47,7 +47,6 @@ export interface AuditEntry {
   details?: Record<string, unknown>;
 }
 
-type Queryable = Pool | pg.PoolClient;
 
 /**
  * Audit key of one event of one run: retries of the same step write the same
@@ -76,10 +75,12 @@ export function intakeAuditEvent(stamp: ProgressStamp, entry: AuditEntry): Audit
 }
 
 /**
- * Upserts the read model row of this person. The same run merges (only a step
- * at least as late as the stored one wins); a later run of the same intake
- * (continued-as-new, or a reset) takes over from an earlier one; a different
- * intake replaces the row only when it started later.
+ * Upserts the read model row of this person. The same run merges: only a step
+ * at least as late as the stored one wins (an attempt of an earlier step that
+ * finishes late, after its worker was given up for dead, changes nothing); a
+ * later run of the same intake (continued-as-new, or a reset) takes over from
+ * an earlier one; a different intake replaces the row only when it started
+ * later.
  */
 export async function writeReadModel(db: Queryable, stamp: ProgressStamp, patch: ReadModelPatch = {}): Promise<void> {
   const values = [
@@ -103,11 +104,12 @@ export async function writeReadModel(db: Queryable, stamp: ProgressStamp, patch:
     stamp.submissionId ?? null,
     patch.approvalDeadline ?? null,
     stamp.seq,
+    END_STAGES.includes(stamp.stage),
   ];
   await db.query(
     `INSERT INTO prospects AS p (id, run_id, intake_key, run_started_at, email, domain, name, company, owner, source, stage,
-                                 approval_state, draft_version, subject, reason, data, mode, submission_id, approval_deadline, state_seq)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+                                 approval_state, draft_version, subject, reason, data, mode, submission_id, approval_deadline, state_seq, ended)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
      ON CONFLICT (id) DO UPDATE SET
        run_id = EXCLUDED.run_id,
        intake_key = EXCLUDED.intake_key,
@@ -128,10 +130,12 @@ export async function writeReadModel(db: Queryable, stamp: ProgressStamp, patch:
        submission_id = CASE WHEN p.intake_key = EXCLUDED.intake_key THEN COALESCE(p.submission_id, EXCLUDED.submission_id) ELSE EXCLUDED.submission_id END,
        approval_deadline = CASE WHEN p.intake_key = EXCLUDED.intake_key THEN COALESCE(EXCLUDED.approval_deadline, p.approval_deadline) ELSE EXCLUDED.approval_deadline END,
        state_seq = EXCLUDED.state_seq,
+       ended = EXCLUDED.ended,
+       created_at = CASE WHEN p.intake_key = EXCLUDED.intake_key THEN p.created_at ELSE now() END,
        updated_at = now()
      WHERE (p.intake_key = EXCLUDED.intake_key AND p.run_id = EXCLUDED.run_id AND p.state_seq <= EXCLUDED.state_seq)
         OR (p.intake_key = EXCLUDED.intake_key AND p.run_id IS DISTINCT FROM EXCLUDED.run_id AND p.run_started_at <= EXCLUDED.run_started_at)
-        OR (p.intake_key IS DISTINCT FROM EXCLUDED.intake_key AND (p.run_started_at IS NULL OR p.run_started_at <= EXCLUDED.run_started_at))`,
+        OR (p.intake_key IS DISTINCT FROM EXCLUDED.intake_key AND p.run_started_at <= EXCLUDED.run_started_at)`,
     values,
   );
 }
@@ -144,136 +148,42 @@ export async function commitStep(pool: Pool, stamp: ProgressStamp, audit: AuditE
   });
 }
 
-// ---- keyed effects -------------------------------------------------------------
+// ---- reads: the prospect_rows view (the read model, or a submission waiting for its run) ----------
 
-export interface EffectRow {
-  effect_key: string;
-  external_id: string;
-  data: Record<string, unknown>;
+export interface ProspectFilter {
+  stages?: string[];
+  approvalState?: string;
+  domain?: string;
+  owner?: string;
 }
 
-export async function findEffect(db: Queryable, key: string): Promise<EffectRow | undefined> {
-  const { rows } = await db.query<EffectRow>('SELECT effect_key, external_id, data FROM intake_effects WHERE effect_key = $1', [key]);
+/** One person's row, by workflow id. */
+export async function prospectRow(db: Queryable, id: string): Promise<Record<string, any> | undefined> {
+  const { rows } = await db.query('SELECT * FROM prospect_rows WHERE id = $1', [id]);
   return rows[0];
 }
 
-/**
- * Records the provider id of an effect. The first id recorded for a key stays
- * (a second create must never win), unless `replace` says the recorded object
- * is gone from the provider and this one stands in for it.
- */
-export async function recordEffect(
-  db: Queryable,
-  intakeKey: string,
-  key: string,
-  kind: string,
-  externalId: string,
-  data: Record<string, unknown> = {},
-  options: { replace?: boolean } = {},
-): Promise<EffectRow> {
-  const { rows } = await db.query<EffectRow>(
-    `INSERT INTO intake_effects (effect_key, intake_key, kind, external_id, data)
-     VALUES ($1, $2, $3, $4, $5)
-     ON CONFLICT (effect_key) DO UPDATE SET data = intake_effects.data || EXCLUDED.data, updated_at = now(),
-       external_id = CASE WHEN $6 THEN EXCLUDED.external_id ELSE intake_effects.external_id END
-     RETURNING effect_key, external_id, data`,
-    [key, intakeKey, kind, externalId, data, options.replace ?? false],
-  );
-  return rows[0]!;
-}
-
-// ---- settings ---------------------------------------------------------------------
-
-export interface IntakeSettings {
-  paused: boolean;
-  pausedReason: string | null;
-  recontactWindowDays: number;
-  domainDailyCap: number;
-  senderDailyCap: number;
-  senderCompany: string;
-  senderTimeZone: string;
-  workingHoursStart: string;
-  workingHoursEnd: string;
-  updatedBy: string | null;
-  updatedAt: string;
-}
-
-const SETTINGS_COLUMNS: Record<keyof Omit<IntakeSettings, 'updatedAt'>, string> = {
-  paused: 'paused',
-  pausedReason: 'paused_reason',
-  recontactWindowDays: 'recontact_window_days',
-  domainDailyCap: 'domain_daily_cap',
-  senderDailyCap: 'sender_daily_cap',
-  senderCompany: 'sender_company',
-  senderTimeZone: 'sender_time_zone',
-  workingHoursStart: 'working_hours_start',
-  workingHoursEnd: 'working_hours_end',
-  updatedBy: 'updated_by',
-};
-
-function settingsFromRow(row: Record<string, any>): IntakeSettings {
-  const out: Record<string, unknown> = { updatedAt: new Date(row.updated_at).toISOString() };
-  for (const [key, column] of Object.entries(SETTINGS_COLUMNS)) out[key] = row[column];
-  return out as unknown as IntakeSettings;
-}
-
-export async function readSettings(db: Queryable, lock = false): Promise<IntakeSettings> {
-  const { rows } = await db.query(`SELECT * FROM intake_settings WHERE id${lock ? ' FOR SHARE' : ''}`);
-  return settingsFromRow(rows[0]);
-}
-
-export async function updateSettings(db: Queryable, patch: Partial<Omit<IntakeSettings, 'updatedAt'>>): Promise<IntakeSettings> {
-  const sets: string[] = [];
+/** A page of rows, newest activity first, after the (updated_at, id) of the previous page's last row. */
+export async function listProspects(db: Queryable, filter: ProspectFilter, limit: number, after?: [string, string]): Promise<(Record<string, any> & { cursor_at: string })[]> {
+  const where: string[] = [];
   const values: unknown[] = [];
-  for (const [key, value] of Object.entries(patch)) {
-    const column = SETTINGS_COLUMNS[key as keyof typeof SETTINGS_COLUMNS];
-    if (!column || value === undefined) continue;
+  const add = (sql: string, value: unknown) => {
     values.push(value);
-    sets.push(`${column} = $${values.length}`);
+    where.push(sql.replace('?', `$${values.length}`));
+  };
+  if (filter.stages) add('stage = ANY(?::text[])', filter.stages);
+  if (filter.approvalState) add('approval_state = ?', filter.approvalState);
+  if (filter.domain) add('domain = ?', filter.domain);
+  if (filter.owner) add('owner = ?', filter.owner);
+  if (after) {
+    values.push(after[0], after[1]);
+    where.push(`(updated_at, id) < ($${values.length - 1}::timestamptz, $${values.length})`);
   }
-  const { rows } = await db.query(`UPDATE intake_settings SET ${[...sets, 'updated_at = now()'].join(', ')} WHERE id RETURNING *`, values);
-  return settingsFromRow(rows[0]);
-}
-
-// ---- suppressions --------------------------------------------------------------------
-
-export interface Suppression {
-  pattern: string;
-  kind: 'address' | 'domain';
-  reason: string | null;
-  createdBy: string | null;
-  createdAt: string;
-}
-
-const toSuppression = (r: any): Suppression => ({
-  pattern: r.pattern,
-  kind: r.kind,
-  reason: r.reason,
-  createdBy: r.created_by,
-  createdAt: new Date(r.created_at).toISOString(),
-});
-
-export async function addSuppression(db: Queryable, s: { pattern: string; kind: 'address' | 'domain'; reason?: string; createdBy?: string }): Promise<{ suppression: Suppression; created: boolean }> {
+  values.push(limit);
   const { rows } = await db.query(
-    `INSERT INTO suppressions (pattern, kind, reason, created_by) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (pattern) DO UPDATE SET reason = COALESCE(EXCLUDED.reason, suppressions.reason)
-     RETURNING *, (xmax = 0) AS created`,
-    [s.pattern, s.kind, s.reason ?? null, s.createdBy ?? null],
+    `SELECT *, updated_at::text AS cursor_at FROM prospect_rows ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY updated_at DESC, id DESC LIMIT $${values.length}`,
+    values,
   );
-  return { suppression: toSuppression(rows[0]), created: rows[0].created };
-}
-
-export async function removeSuppression(db: Queryable, pattern: string): Promise<boolean> {
-  const { rowCount } = await db.query('DELETE FROM suppressions WHERE pattern = $1', [pattern]);
-  return (rowCount ?? 0) > 0;
-}
-
-export async function listSuppressions(db: Queryable, options: { limit: number; after?: string }): Promise<Suppression[]> {
-  const { rows } = await db.query('SELECT * FROM suppressions WHERE ($1::text IS NULL OR pattern > $1) ORDER BY pattern LIMIT $2', [options.after ?? null, options.limit]);
-  return rows.map(toSuppression);
-}
-
-export async function matchingSuppression(db: Queryable, candidates: string[]): Promise<Suppression | undefined> {
-  const { rows } = await db.query('SELECT * FROM suppressions WHERE pattern = ANY($1::text[]) ORDER BY kind LIMIT 1', [candidates]);
-  return rows[0] ? toSuppression(rows[0]) : undefined;
+  return rows;
 }

@@ -1,11 +1,17 @@
+import type pg from 'pg';
 import { inTransaction, type Pool } from './db.js';
-import type { Category, Sentiment } from '../config/harvest.js';
-import type { SignalInput, SourceKind } from '../../activities/harvest/sources/types.js';
+import { quoteIdent, resetSequence, sequenceLastValue, type ColumnInfo } from './tables.js';
+import type { Queryable } from './audit.js';
+import type { Category, ScoreInput, Sentiment } from '../domain/scoring.js';
+import type { SignalInput, SourceKind } from '../domain/harvest.js';
 
 /**
- * The signal store in PostgreSQL (tables in infra/migrations/0002_signals.sql
- * and 0005_harvest.sql). Ids are bigserial and travel as strings. Every write
- * here is safe to repeat: activities retry.
+ * The signals and the harvest's place in each source (`signals`,
+ * `source_cursors`, `source_open_windows`, `harvest_runs`): the only module
+ * that writes them, so the rules a signal row keeps (a repeat sighting only
+ * raises its metrics; notified_at and intake_workflow_id are set once) live in
+ * one place. Ids are bigserial and travel as strings. Every write here is safe
+ * to repeat: activities retry.
  */
 
 // ---- upsert --------------------------------------------------------------------------
@@ -211,16 +217,9 @@ export async function saveAnalyses(pool: Pool, analyses: Analysis[], by: (a: Ana
 
 // ---- scoring -------------------------------------------------------------------------------------
 
-export interface SignalForScoring {
+/** A signal's score inputs (lib/domain/scoring.ts), with its id. */
+export interface SignalForScoring extends ScoreInput {
   id: string;
-  likes: number;
-  reposts: number;
-  replies: number;
-  quotes: number;
-  urgency: number;
-  category: Category;
-  sentiment: Sentiment;
-  postedAtMs: number;
 }
 
 /** Analysed signals seen or analysed since `since` (this run's start), in id order after `afterId`. */
@@ -251,6 +250,106 @@ export async function saveScores(pool: Pool, scores: { id: string; score: number
        FROM unnest($1::bigint[], $2::numeric[]) AS t(id, score) WHERE s.id = t.id`,
     [scores.map((s) => s.id), scores.map((s) => s.score)],
   );
+}
+
+// ---- notification and intake --------------------------------------------------------------------
+
+/** Marks signals as told to Slack; a signal keeps the time of its first notification. */
+export async function markNotified(db: Queryable, ids: string[]): Promise<void> {
+  await db.query('UPDATE signals SET notified_at = now() WHERE id = ANY($1::bigint[]) AND notified_at IS NULL', [ids]);
+}
+
+export interface SignalForMessage {
+  id: string;
+  url: string | null;
+  authorHandle: string | null;
+  source: string;
+  text: string;
+  score: number;
+  category: string | null;
+  sentiment: string | null;
+  urgency: number | null;
+  likes: number;
+  reposts: number;
+  replies: number;
+  queryNames: string[];
+}
+
+/** The `limit` best of the given signals, highest score first. */
+export async function signalsForMessage(db: Queryable, ids: string[], limit: number): Promise<SignalForMessage[]> {
+  const { rows } = await db.query(
+    `SELECT id::text, url, author_handle, source, text, score::text, category, sentiment, urgency, likes, reposts, replies, query_names
+       FROM signals WHERE id = ANY($1::bigint[]) ORDER BY signals.score DESC NULLS LAST, signals.id LIMIT $2`,
+    [ids, limit],
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    url: r.url,
+    authorHandle: r.author_handle,
+    source: r.source,
+    text: r.text,
+    score: Number(r.score),
+    category: r.category,
+    sentiment: r.sentiment,
+    urgency: r.urgency,
+    likes: r.likes,
+    reposts: r.reposts,
+    replies: r.replies,
+    queryNames: r.query_names,
+  }));
+}
+
+export interface ContactSignal {
+  signalId: string;
+  email: string;
+  name: string | null;
+  company: string | null;
+  source: string;
+  url: string | null;
+  score: number;
+  category: string;
+  text: string;
+  authorHandle: string;
+}
+
+/**
+ * Qualifying signals of the given queries, seen since `since` and with no
+ * intake yet, whose author is a known contact: the best one per email, best
+ * first.
+ */
+export async function contactSignals(
+  db: Queryable,
+  o: { threshold: number; categories: string[]; queryNames: string[]; since: string; limit: number },
+): Promise<ContactSignal[]> {
+  const { rows } = await db.query(
+    `SELECT * FROM (
+       SELECT DISTINCT ON (c.email) s.id::text AS signal_id, c.email, c.name, c.company, s.source, s.url, s.score::float AS score,
+              s.category, s.text, s.author_handle
+         FROM signals s
+         JOIN signal_author_contacts c ON c.source = s.source AND c.author_handle = lower(s.author_handle)
+        WHERE s.score >= $1 AND s.category = ANY($2::text[]) AND s.query_names && $3::text[]
+          AND s.intake_workflow_id IS NULL AND s.last_seen_at >= $4
+        ORDER BY c.email, s.score DESC) best
+     ORDER BY score DESC LIMIT $5`,
+    [o.threshold, o.categories, o.queryNames, o.since, o.limit],
+  );
+  return rows.map((r) => ({
+    signalId: r.signal_id,
+    email: r.email,
+    name: r.name,
+    company: r.company,
+    source: r.source,
+    url: r.url,
+    score: r.score,
+    category: r.category,
+    text: r.text,
+    authorHandle: r.author_handle,
+  }));
+}
+
+/** Links a signal to the intake it started; the first link stays. */
+export async function recordIntake(db: Queryable, signalId: string, workflowId: string): Promise<void> {
+  await db.query('UPDATE signals SET intake_workflow_id = $2 WHERE id = $1 AND intake_workflow_id IS NULL', [signalId, workflowId]);
 }
 
 // ---- harvest runs ----------------------------------------------------------------------------------
@@ -435,6 +534,11 @@ function decodeCursor(cursor: string, sort: SignalSort): { key: string; id: stri
   }
 }
 
+export async function countSignals(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: string }>('SELECT count(*)::bigint AS n FROM signals');
+  return Number(rows[0]!.n);
+}
+
 export async function getSignal(pool: Pool, id: string): Promise<SignalView | null> {
   const { rows } = await pool.query(`SELECT ${VIEW_COLUMNS} FROM signals WHERE id = $1`, [id]);
   return rows[0] ? toView(rows[0]) : null;
@@ -510,4 +614,66 @@ export async function signalStats(pool: Pool, o: { since?: string; threshold: nu
     lastSeenAt: r.last_seen?.toISOString() ?? null,
     lastRun: runs[0] ?? null,
   };
+}
+
+// ---- restoring a snapshot ----------------------------------------------------------
+
+const SIGNALS = 'signals';
+/** A signal's natural key: the same post from the same source is one signal. */
+export const SIGNAL_KEY = ['source', 'external_id'] as const;
+
+/**
+ * A snapshot restore (lib/ops/snapshots.ts), from rows staged in a temporary
+ * table shaped like `columns`: the table ends up holding exactly those rows.
+ */
+export async function replaceSignals(client: pg.ClientBase, stage: string, columns: ColumnInfo[]) {
+  const list = columns.map((c) => quoteIdent(c.name)).join(', ');
+  const overriding = columns.some((c) => c.identity) ? ' OVERRIDING SYSTEM VALUE' : '';
+  // DELETE, not TRUNCATE: readers keep seeing the old rows until the restore commits.
+  await client.query(`DELETE FROM ${quoteIdent(SIGNALS)}`);
+  const ins = await client.query(`INSERT INTO ${quoteIdent(SIGNALS)} (${list})${overriding} SELECT ${list} FROM ${stage}`);
+  return { inserted: ins.rowCount ?? 0, updated: 0 };
+}
+
+/**
+ * A merging snapshot restore: staged rows with a signal's natural key take
+ * over its values (it keeps its id); the others are added, with their staged
+ * id when it is free.
+ */
+export async function mergeSignals(client: pg.ClientBase, stage: string, columns: ColumnInfo[]) {
+  const t = quoteIdent(SIGNALS);
+  const keyMatch = (a: string, b: string) => SIGNAL_KEY.map((k) => `${a}.${quoteIdent(k)} = ${b}.${quoteIdent(k)}`).join(' AND ');
+  // Surrogate ids (serial/identity) belong to the row already here; the natural key decides the match.
+  const surrogates = columns.filter((c) => c.sequence || c.identity);
+  const values = columns.filter((c) => !surrogates.includes(c) && !(SIGNAL_KEY as readonly string[]).includes(c.name));
+  const updated = values.length
+    ? await client.query(`UPDATE ${t} AS s SET ${values.map((c) => `${quoteIdent(c.name)} = r.${quoteIdent(c.name)}`).join(', ')} FROM ${stage} AS r WHERE ${keyMatch('s', 'r')}`)
+    : { rowCount: 0 };
+
+  const all = columns.map((c) => quoteIdent(c.name));
+  const overriding = columns.some((c) => c.identity) ? ' OVERRIDING SYSTEM VALUE' : '';
+  const isNew = `NOT EXISTS (SELECT 1 FROM ${t} AS s WHERE ${keyMatch('s', 'r')})`;
+  const idFree = surrogates.map((c) => `NOT EXISTS (SELECT 1 FROM ${t} AS s WHERE s.${quoteIdent(c.name)} = r.${quoteIdent(c.name)})`);
+  const withIds = await client.query(
+    `INSERT INTO ${t} (${all.join(', ')})${overriding} SELECT ${all.map((c) => `r.${c}`).join(', ')} FROM ${stage} AS r WHERE ${[isNew, ...idFree].join(' AND ')}`,
+  );
+  let fresh = 0;
+  if (surrogates.length) {
+    await advanceSignalSequences(client, surrogates);
+    // New rows whose id is taken by another row here get a fresh one.
+    const rest = columns.filter((c) => !surrogates.includes(c)).map((c) => quoteIdent(c.name));
+    const res = await client.query(`INSERT INTO ${t} (${rest.join(', ')}) SELECT ${rest.map((c) => `r.${c}`).join(', ')} FROM ${stage} AS r WHERE ${isNew}`);
+    fresh = res.rowCount ?? 0;
+  }
+  return { inserted: (withIds.rowCount ?? 0) + fresh, updated: updated.rowCount ?? 0 };
+}
+
+/**
+ * Moves the table's sequences past the largest id now present. They only move
+ * forward on a snapshot restore: ids handed out before stay handed out.
+ */
+export async function advanceSignalSequences(client: pg.ClientBase, columns: ColumnInfo[]): Promise<void> {
+  for (const c of columns.filter((c) => c.sequence)) {
+    await resetSequence(client, SIGNALS, c.name, c.sequence!, await sequenceLastValue(client, c.sequence!));
+  }
 }

@@ -49,6 +49,13 @@ import type { ErrorKind, ProviderContext, ProviderModule, WireError } from '../t
  *   POST /revoke    {refreshToken}: later refreshes with it get invalid_grant
  *   POST /settings  {searchLagMs}: messages written (created, updated, sent) stay out of `q`
  *                   searches this long, as Gmail's index lags writes; direct reads see them at once
+ *
+ * MIME parsing (parseMessage, about 120 lines) is ours; postal-mime gives only its
+ * `decodeWords`. Its `parse` flattens a message to text/html/attachments where
+ * `format=full` must answer Gmail's part tree (partId, each part's headers and
+ * body), leaves its header list RFC 2047-encoded, has no text for an HTML-only
+ * message, is async where initialState() seeds synchronously, and took 92–108 µs
+ * per seeded message against 18 µs for ours (measured on this machine).
  */
 
 // ---- state ------------------------------------------------------------------

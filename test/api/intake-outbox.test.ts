@@ -1,8 +1,9 @@
 import getPort from 'get-port';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Client, Connection, type WorkflowClientInterceptor } from '@temporalio/client';
 import { IntakeDispatcher, type IntakeDispatcherOptions } from '../../api/services/intake-dispatcher.js';
-import { storeSubmissions, SubmissionSignal, type QueuedSubmission } from '../../api/services/intake-outbox.js';
+import { SubmissionSignal } from '../../api/services/intake-outbox.js';
+import { storeSubmissions, type QueuedSubmission } from '../../lib/store/outbox.js';
 import { writeReadModel } from '../../lib/store/prospects.js';
 import { loadConfig, type Config } from '../../lib/config/config.js';
 import { createLogger } from '../../lib/config/logger.js';
@@ -120,7 +121,8 @@ describe('intake outbox and dispatcher', () => {
       expect(run.workflowId).toBe(`prospect-${leads[i]!.email}`);
       const description = await temporal.client.workflow.getHandle(run.workflowId, run.runId).describe();
       expect(description.memo).toEqual({ submissionId: ids[i] });
-      const row = (await db.pool.query('SELECT run_id, intake_key, stage, submission_id FROM prospects WHERE id = $1', [run.workflowId])).rows[0];
+      // No worker yet: the person's row is the submission, now with its run.
+      const row = (await db.pool.query('SELECT run_id, intake_key, stage, submission_id FROM prospect_rows WHERE id = $1', [run.workflowId])).rows[0];
       expect(row).toEqual({ run_id: run.runId, intake_key: run.runId, stage: 'SUBMITTED', submission_id: ids[i] });
     }
     const dispatchAudit = await db.pool.query(`SELECT outcome, run_id, details FROM audit_events WHERE action = 'dispatch' AND details->>'submissionId' = ANY($1::text[])`, [ids]);
@@ -178,7 +180,7 @@ describe('intake outbox and dispatcher', () => {
     expect(description.runId).toBe(a!.runId);
     expect(description.memo).toEqual({ submissionId: startedBy });
     await expect.poll(() => temporal.client.workflow.count(`WorkflowId = "${workflowId}"`).then((c) => c.count), { timeout: 10_000 }).toBe(1);
-    const row = (await db.pool.query('SELECT run_id, intake_key, submission_id FROM prospects WHERE id = $1', [workflowId])).rows[0];
+    const row = (await db.pool.query('SELECT run_id, intake_key, submission_id FROM prospect_rows WHERE id = $1', [workflowId])).rows[0];
     expect(row).toEqual({ run_id: a!.runId, intake_key: a!.runId, submission_id: startedBy });
     const shown = await intake.call('GET', `/v1/prospects/${encodeURIComponent(workflowId)}`, { key: intake.writer });
     expect(shown.body.audit.map((x: { action: string }) => x.action).sort()).toEqual(['dispatch', 'dispatch', 'submit', 'submit']);
@@ -202,8 +204,10 @@ describe('intake outbox and dispatcher', () => {
     });
     const ids = [crypto.randomUUID(), crypto.randomUUID()];
     expect(await storeSubmissions(db.pool, [queued(ids[0]!, 'First'), queued(ids[1]!, 'Second')])).toEqual([false, true]);
-    const row = (await db.pool.query('SELECT stage, name, submission_id FROM prospects WHERE id = $1', [workflowId])).rows[0];
-    expect(row).toEqual({ stage: 'SUBMITTED', name: 'First', submission_id: ids[0] });
+    // One row for the person: the API writes no read-model row; the waiting submission is shown.
+    expect((await db.pool.query('SELECT count(*)::int AS n FROM prospects WHERE id = $1', [workflowId])).rows[0].n).toBe(0);
+    const row = (await db.pool.query('SELECT stage, name, submission_id FROM prospect_rows WHERE id = $1', [workflowId])).rows;
+    expect(row).toEqual([{ stage: 'SUBMITTED', name: 'First', submission_id: ids[0] }]);
     expect((await outbox(ids)).map((r) => r.id)).toEqual(ids);
     const audit = await db.pool.query(`SELECT outcome FROM audit_events WHERE action = 'submit' AND workflow_id = $1 ORDER BY id`, [workflowId]);
     expect(audit.rows.map((r) => r.outcome)).toEqual(['queued', 'attached']);
@@ -211,22 +215,33 @@ describe('intake outbox and dispatcher', () => {
   });
 
   it('starts no more intakes while maxBacklog started ones wait for a worker; more once a worker takes them', async () => {
-    // Intakes the earlier tests started (no worker here) would count as waiting too.
-    await db.pool.query(`UPDATE prospects SET stage = 'SCREENING' WHERE stage = 'SUBMITTED' AND intake_key IS NOT NULL`);
+    // Intakes the earlier tests started (no worker here) would count as waiting too: make them old.
+    await db.pool.query(`UPDATE intake_submissions SET dispatched_at = now() - interval '1 hour' WHERE outcome = 'started'`);
+    // What a worker's first step does: the run's read-model row.
+    const takeUp = async () => {
+      for (const r of await dispatched()) {
+        await writeReadModel(db.pool, { workflowId: r.workflow_id, runId: r.run_id!, intakeKey: r.run_id!, runStartedAt: new Date().toISOString(), seq: 1, stage: 'RESOLVING', approvalState: 'NONE', mode: 'draft_only', draftVersion: 0, lead: { email: r.workflow_id.slice('prospect-'.length), domain: 'x.example' } });
+      }
+    };
     const intake = await api(temporal.client, false);
     const answers = await Promise.all(Array.from({ length: 5 }, () => submit(intake, uniqueLead())));
     const ids = answers.map((a) => a.body.submissionId as string);
     const dispatcher = new IntakeDispatcher({ pool: db.pool, temporal: temporal.client, log }, { ...fast, maxBacklog: 2, backlogRecheckMs: 50 });
+    // Each round measures the backlog first; rounds run one at a time (see dispatchOnce).
+    const backlogChecks = vi.spyOn(dispatcher as unknown as { backlog(): Promise<number> }, 'backlog');
     cleanups.push(() => dispatcher.close());
     dispatcher.start();
     const dispatched = async () => (await outbox(ids)).filter((r) => r.dispatched_at);
     await expect.poll(async () => (await dispatched()).length, { timeout: 10_000 }).toBe(2);
-    await new Promise((r) => setTimeout(r, 500));
+    // The first check from now on sees both waiting; the one after it begins only once that round,
+    // and any start it made, is over. A third row dispatched by then is a round that ignored the backlog.
+    const seen = backlogChecks.mock.calls.length;
+    await expect.poll(() => backlogChecks.mock.calls.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(seen + 2);
     expect((await dispatched()).length).toBe(2);
-    // A worker screens them: the read model moves on, and two more start.
-    await db.pool.query(`UPDATE prospects SET stage = 'SCREENING' WHERE id = ANY($1::text[])`, [(await dispatched()).map((r) => r.workflow_id)]);
+    // A worker takes them up: two more start.
+    await takeUp();
     await expect.poll(async () => (await dispatched()).length, { timeout: 10_000 }).toBe(4);
-    await db.pool.query(`UPDATE prospects SET stage = 'SCREENING' WHERE id = ANY($1::text[])`, [(await dispatched()).map((r) => r.workflow_id)]);
+    await takeUp();
     await expect.poll(async () => (await dispatched()).length, { timeout: 10_000 }).toBe(5);
   });
 
@@ -252,10 +267,13 @@ describe('intake outbox and dispatcher', () => {
     await expect.poll(() => dispatched(quiet), { timeout: 15_000 }).toBe(30);
 
     // A burst of slow submissions (p95 100 ms, well over yieldAboveMs): the start rate drops to 2/s.
+    const latencyReads = vi.spyOn(signal, 'recentLatency');
     const slow = setInterval(() => Array.from({ length: 25 }, () => signal.submitted(100)), 200);
     cleanups.push(async () => clearInterval(slow));
     signal.submitted(100);
-    await new Promise((r) => setTimeout(r, 600)); // the dispatcher looks every 250 ms
+    // The dispatcher drops its rate in the same call that reads the burst's latency: once it has read a slow one, it yields.
+    const sawBurst = () => latencyReads.mock.results.some((r) => r.type === 'return' && r.value.count >= 20 && r.value.p95 >= 100);
+    await expect.poll(sawBurst, { timeout: 10_000 }).toBe(true);
     const during = await store(12);
     await new Promise((r) => setTimeout(r, 2_500));
     const startedDuring = await dispatched(during);
@@ -288,12 +306,15 @@ describe('intake outbox and dispatcher', () => {
     const next = await submit(intake, { ...lead, company: 'Newer Co' });
     expect(next.body.status).toBe('queued');
     await writeReadModel(db.pool, { ...oldStamp, seq: 10 });
-    const row = (await db.pool.query('SELECT stage, run_id, company FROM prospects WHERE id = $1', [old.workflowId])).rows[0];
+    const row = (await db.pool.query('SELECT stage, run_id, company FROM prospect_rows WHERE id = $1', [old.workflowId])).rows[0];
     expect(row).toEqual({ stage: 'SUBMITTED', run_id: null, company: 'Newer Co' });
 
     const run = await intake.runOf(next.body.submissionId);
     expect(run.outcome).toBe('started');
     expect(run.runId).not.toBe(old.runId);
-    expect((await db.pool.query('SELECT stage, run_id, intake_key FROM prospects WHERE id = $1', [old.workflowId])).rows[0]).toEqual({ stage: 'SUBMITTED', run_id: run.runId, intake_key: run.runId });
+    expect((await db.pool.query('SELECT stage, run_id, intake_key FROM prospect_rows WHERE id = $1', [old.workflowId])).rows[0]).toEqual({ stage: 'SUBMITTED', run_id: run.runId, intake_key: run.runId });
+    // The new run's first step takes the row over from the old intake's.
+    await writeReadModel(db.pool, { ...oldStamp, runId: run.runId, intakeKey: run.runId, runStartedAt: new Date().toISOString(), seq: 1, stage: 'RESOLVING', approvalState: 'NONE' });
+    expect((await db.pool.query('SELECT stage, run_id FROM prospect_rows WHERE id = $1', [old.workflowId])).rows).toEqual([{ stage: 'RESOLVING', run_id: run.runId }]);
   });
 });

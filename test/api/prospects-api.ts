@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import type { Client } from '@temporalio/client';
 import type { IntakeDispatcher, IntakeDispatcherOptions } from '../../api/services/intake-dispatcher.js';
-import type { IntakeApiDeps } from '../../api/routes/prospects.js';
+import type { IntakeApiDeps } from '../../api/services/submissions.js';
 import type { ContractViolation } from '../../api/security/contract.js';
 import { buildApi } from '../../api/server.js';
 import type { Scope } from '../../api/route.js';

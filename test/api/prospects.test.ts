@@ -6,6 +6,7 @@ import type { Sandbox } from '../../sandbox/server.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 import { registerApprovers, uniqueLead, waitForReadModel, waitForStage } from '../workflow/intake-helpers.js';
 import { startProspectsApi, type ProspectsApi } from './prospects-api.js';
+import { approveSignal } from '../../workflows/intake/messages.js';
 
 /**
  * The prospects API over HTTP, with keys and scopes, against a real worker:
@@ -176,9 +177,9 @@ describe('prospects API', () => {
     expect(issued.body.command).toMatch(/^temporal workflow signal --namespace default --workflow-id '.+' --name approve --input '\{.*"token":"pat1\./);
     const handle = temporal.client.workflow.getHandle(a.body.id);
     // The same token with another version or approver is not this decision.
-    await handle.signal('approve', { ...issued.body.signal.input, approver: 'lee@prospector.example' });
+    await handle.signal(approveSignal, { ...issued.body.signal.input, approver: 'lee@prospector.example' });
     await expect.poll(async () => (await api.call('GET', `/v1/prospects/${encodeURIComponent(a.body.id)}`, { key: reader })).body.refusals.length, { timeout: 15_000 }).toBe(1);
-    await handle.signal('approve', issued.body.signal.input);
+    await handle.signal(approveSignal, issued.body.signal.input);
     expect(await handle.result()).toMatchObject({ stage: 'APPROVED', decision: { by: 'ana@prospector.example', signed: true } });
     const detail = (await api.call('GET', `/v1/prospects/${encodeURIComponent(a.body.id)}`, { key: reader })).body;
     expect(detail.refusals[0]).toMatchObject({ by: 'lee@prospector.example', reason: expect.stringMatching(/issued to ana@prospector\.example, not lee@prospector\.example/) });

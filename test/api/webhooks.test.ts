@@ -69,7 +69,7 @@ describe('HubSpot form webhook', () => {
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ received: 1, duplicate: false, skipped: [], accepted: [{ id: `prospect-${lead.email}`, status: 'queued', submissionId: expect.any(String) }] });
     // Stored first (read model and outbox in one transaction), started by the dispatcher.
-    const { rows } = await db.pool.query('SELECT stage, source, name, company FROM prospects WHERE id = $1', [`prospect-${lead.email}`]);
+    const { rows } = await db.pool.query('SELECT stage, source, name, company FROM prospect_rows WHERE id = $1', [`prospect-${lead.email}`]);
     expect(rows[0]).toEqual({ stage: 'SUBMITTED', source: 'hubspot-form', name: 'Ada Lovelace', company: lead.company });
     const run = await api.runOf(res.body.accepted[0].submissionId);
     expect(run).toMatchObject({ workflowId: `prospect-${lead.email}`, outcome: 'started' });
@@ -100,7 +100,9 @@ describe('HubSpot form webhook', () => {
     const stale = await post(formSubmission(lead), { at: Date.now() - 6 * 60_000 });
     expect(stale.status).toBe(401);
     expect(stale.body.detail).toMatch(/more than 5 minutes/);
-    const { rows } = await db.pool.query('SELECT 1 FROM prospects WHERE email = $1', [lead.email]);
+    // The window holds both ways (@hubspot/api-client's Signature.isValid accepts any future timestamp).
+    expect((await post(formSubmission(lead), { at: Date.now() + 6 * 60_000 })).status).toBe(401);
+    const { rows } = await db.pool.query('SELECT 1 FROM prospect_rows WHERE email = $1', [lead.email]);
     expect(rows).toHaveLength(0);
   });
 

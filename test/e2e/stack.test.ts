@@ -49,7 +49,6 @@ describe('the dev stack (npm start)', () => {
       EMBEDDED_PG_PORT: String(pgPort),
       WORKER_METRICS_PORT: String(metrics),
       WORKER_SHUTDOWN_GRACE: '10s',
-      ACTIVITY_TIMEOUT: '5s',
       LOG_LEVEL: 'warn',
     };
   });

@@ -7,8 +7,9 @@ import { loadHarvestConfig, type HarvestConfig } from '../../lib/config/harvest.
 import { createLogger } from '../../lib/config/logger.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import type { HarvestInput, HarvestSummary, HarvestTuning, SourceQuery } from '../../workflows/harvest/types.js';
+import type { HarvestInput, HarvestSummary, HarvestTuning, SourceQuery } from '../../lib/domain/harvest.js';
 import { testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
+import { HARVEST_WORKFLOW } from '../../workflows/harvest/messages.js';
 
 /** Retries and timeouts short enough for tests; the logic is the production one. */
 export const FAST_TUNING: Partial<HarvestTuning> = {
@@ -47,7 +48,7 @@ export async function harvestStack(overrides: Record<string, string> = {}): Prom
   const activities = { ...createActivities(deps), ...createHarvestActivities(deps, { harvest }) };
   const worker = await testWorker(temporal, activities, taskQueue);
   const start = (input: HarvestInput, id = `harvest-test-${Date.now()}-${++seq}`) =>
-    temporal.client.workflow.start('harvest', { taskQueue, workflowId: id, args: [{ trigger: 'test', ...input, tuning: { ...FAST_TUNING, ...input.tuning } } satisfies HarvestInput] });
+    temporal.client.workflow.start(HARVEST_WORKFLOW, { taskQueue, workflowId: id, args: [{ trigger: 'test', ...input, tuning: { ...FAST_TUNING, ...input.tuning } } satisfies HarvestInput] });
   return {
     db,
     temporal,

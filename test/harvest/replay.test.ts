@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import proto from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { WORKFLOWS_PATH } from '../../workers/worker.js';
-import type { HarvestSummary } from '../../workflows/harvest/types.js';
+import type { HarvestSummary } from '../../lib/domain/harvest.js';
 import { COMPETITORS, harvestStack } from './helpers.js';
 import { quietTemporalRuntime } from '../helpers/stack.js';
 

@@ -8,10 +8,11 @@ import { createApp } from '../../api/app.js';
 import { harvestRoutesWith } from '../../api/routes/harvests.js';
 import { signalRoutesWith } from '../../api/routes/signals.js';
 import { createLogger } from '../../lib/config/logger.js';
-import { ensureHarvestSchedule, harvestSchedule } from '../../lib/ops/harvest-schedule.js';
-import type { HarvestSummary } from '../../workflows/harvest/types.js';
+import { ensureHarvestSchedule, harvestSchedule } from '../../api/services/harvest-schedule.js';
+import type { HarvestSummary } from '../../lib/domain/harvest.js';
 import { runCli as cli } from '../helpers/cli.js';
 import { harvestStack, type HarvestStack } from './helpers.js';
+import { HARVEST_WORKFLOW } from '../../workflows/harvest/messages.js';
 
 /**
  * The harvest Schedule (real Temporal server), the /v1 harvest and signal
@@ -74,7 +75,7 @@ describe('harvest schedule, API and CLI', () => {
     const d = await s.temporal.client.schedule.getHandle(scheduleId).describe();
     expect(d.spec.intervals?.map((i) => i.every)).toEqual([3_600_000]);
     expect(d.policies.overlap).toBe('SKIP');
-    expect(d.action).toMatchObject({ type: 'startWorkflow', workflowType: 'harvest', taskQueue: s.taskQueue });
+    expect(d.action).toMatchObject({ type: 'startWorkflow', workflowType: HARVEST_WORKFLOW, taskQueue: s.taskQueue });
     // The API's create is the same idempotent call.
     const viaApi = await fetchJson('POST', '/v1/harvests/schedule');
     expect(viaApi.status).toBe(200);

@@ -7,7 +7,7 @@ import { parseFeed } from '../../activities/harvest/sources/feed.js';
 import type { SignalInput, SourceQuery } from '../../activities/harvest/sources/types.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import type { FetchPageInput, FetchPageResult } from '../../workflows/harvest/types.js';
+import type { FetchPageInput, FetchPageResult } from '../../lib/domain/harvest.js';
 import type { testDatabase } from '../helpers/stack.js';
 import { harvestActivitiesStack } from './helpers.js';
 

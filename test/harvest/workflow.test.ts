@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProspectDomain } from '../../lib/domain/search-attributes.js';
 import { COMPETITORS, harvestPosts, harvestStack, type HarvestStack } from './helpers.js';
+import { INTAKE_WORKFLOW } from '../../workflows/intake/messages.js';
 
 /**
  * The harvest workflow end to end on the real Temporal server, PostgreSQL and
@@ -190,7 +191,7 @@ describe('harvest workflow', () => {
     const child = s.temporal.client.workflow.getHandle('prospect-priya@example.com');
     const history = await child.fetchHistory();
     const started = history.events![0]!.workflowExecutionStartedEventAttributes!;
-    expect(started.workflowType!.name).toBe('prospectIntake');
+    expect(started.workflowType!.name).toBe(INTAKE_WORKFLOW);
     const payload = JSON.parse(Buffer.from(started.input!.payloads![0]!.data!).toString());
     expect(payload).toMatchObject({ lead: { email: 'priya@example.com', name: 'Priya Raman', company: 'Acme', source: 'signal' }, requestedBy: `harvest:${summary.runKey}` });
     expect(payload.lead.notes).toContain('looking for an alternative');

@@ -54,9 +54,9 @@ export interface TestApiOptions {
  * the response-contract check on.
  */
 export async function startTestApi(o: TestApiOptions): Promise<TestApi> {
-  isolateSideEffects();
+  const isolation = isolateSideEffects();
   const settings = { PROSPECTOR_ENV: 'test', ...o.settings };
-  const config = await loadConfig({ env: {}, overrides: { ...settings, DATABASE_URL: o.databaseUrl } });
+  const config = await loadConfig({ env: {}, overrides: { ...isolation, ...settings, DATABASE_URL: o.databaseUrl } });
   const log = createLogger({ name: 'api-test', level: 'trace', destination: o.logs ?? new LogCapture() });
   const pool = o.pool ?? createPool(o.databaseUrl, 5);
   const deps: ApiDeps = { config, pool, temporal: o.temporal, log };
@@ -90,14 +90,19 @@ export async function startTestApi(o: TestApiOptions): Promise<TestApi> {
  * These tests call every route with valid keys, so handlers run: schedules and
  * workflows they touch get ids and task queues of this test process only, never
  * the shared defaults other test files (or their workers) use. Route modules
- * read these settings from the environment when allRoutes() runs.
+ * read these settings from the loaded configuration, so they are returned for
+ * it; the environment gets them too, for whatever this process loads from there.
  */
-export function isolateSideEffects(): void {
+export function isolateSideEffects(): Record<string, string> {
   const tag = `sec-${process.pid}`;
-  process.env.HARVEST_SCHEDULE_ID ??= `${tag}-harvest`;
-  process.env.HARVEST_TASK_QUEUE ??= `${tag}-harvest`;
-  process.env.HARVEST_INTAKE_TASK_QUEUE ??= `${tag}-intake`;
-  process.env.INTAKE_TASK_QUEUE ??= `${tag}-intake`;
+  const settings: Record<string, string> = {
+    HARVEST_SCHEDULE_ID: `${tag}-harvest`,
+    HARVEST_TASK_QUEUE: `${tag}-harvest`,
+    HARVEST_INTAKE_TASK_QUEUE: `${tag}-intake`,
+    INTAKE_TASK_QUEUE: `${tag}-intake`,
+  };
+  for (const [name, value] of Object.entries(settings)) settings[name] = process.env[name] ??= value;
+  return settings;
 }
 
 export interface RedisServer {

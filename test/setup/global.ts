@@ -5,6 +5,7 @@ import getPort from 'get-port';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres, type EmbeddedDb } from '../../infra/postgres-dev.js';
 import { findTemporalCli, startTemporalDevServer, type DevServer } from '../../infra/temporal-dev.js';
+import { missingPrerequisites } from './prerequisites.js';
 
 /**
  * One real Temporal dev server and one real PostgreSQL for the whole run.
@@ -24,6 +25,13 @@ let postgres: EmbeddedDb | undefined;
 let tmp: string | undefined;
 
 export async function setup(project: TestProject) {
+  // Before the Temporal CLI build and the servers: a missing program stops the run here, by name.
+  // Not thrown: vitest would print a failed global setup under "No test files found", a false lead.
+  const missing = missingPrerequisites();
+  if (missing) {
+    process.stderr.write(`\n${missing}\n\n`);
+    process.exit(1);
+  }
   const binary = await findTemporalCli({ onProgress: (m) => console.log(m) });
   tmp = mkdtempSync(path.join(os.tmpdir(), 'prospector-test-'));
   chmodSync(tmp, 0o755); // the postgres OS user must reach its data directory

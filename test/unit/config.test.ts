@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../lib/config/config.js';
+import { loadHarvestConfig } from '../../lib/config/harvest.js';
+import { loadSecurityConfig } from '../../lib/config/security.js';
 import { ROOT } from '../../lib/config/paths.js';
 import { ChainSecretProvider, EnvSecretProvider, FileSecretProvider } from '../../lib/config/secrets.js';
 
@@ -15,6 +17,12 @@ async function problemsOf(env: NodeJS.ProcessEnv): Promise<string[]> {
     throw err;
   }
   return [];
+}
+
+function configFile(...lines: string[]): string {
+  const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'cfg-')), 'prospector.yaml');
+  writeFileSync(file, `${lines.join('\n')}\n`);
+  return file;
 }
 
 describe('configuration', () => {
@@ -73,12 +81,94 @@ describe('configuration', () => {
         expect.stringMatching(/^SEND_MODE: send_on_approval in production needs ALLOW_SEND_ON_APPROVAL=true/),
         expect.stringMatching(/^DATABASE_URL: required in production/),
         expect.stringMatching(/^HUBSPOT_ACCESS_TOKEN: required in production/),
+        expect.stringMatching(/^API_KEY_PEPPER: required in production/),
       ]),
     );
   });
 
-  it('requires a shutdown grace longer than the activity timeout', async () => {
-    expect(await problemsOf({ WORKER_SHUTDOWN_GRACE: '10s', ACTIVITY_TIMEOUT: '30s' })).toEqual([expect.stringMatching(/^WORKER_SHUTDOWN_GRACE: must be longer/)]);
+  it('requires the Temporal TLS certificate and key together', async () => {
+    expect(await problemsOf({ TEMPORAL_TLS_CERT_PATH: '/etc/prospector/client.pem' })).toEqual([expect.stringMatching(/^TEMPORAL_TLS_CERT_PATH: .*set together/)]);
+    const config = await loadConfig({ env: { TEMPORAL_TLS_CERT_PATH: '/etc/prospector/client.pem', TEMPORAL_TLS_KEY_PATH: '/etc/prospector/client.key' } });
+    expect(config.temporal).toMatchObject({ tlsCertPath: '/etc/prospector/client.pem', tlsKeyPath: '/etc/prospector/client.key' });
+  });
+
+  it('takes harvest, scoring, security, intake and snapshot settings from the config file', async () => {
+    const file = configFile(
+      'HARVEST_INTERVAL: 5m',
+      'HARVEST_SCORE_BASE: 3',
+      'HARVEST_SCORE_CATEGORY_BOOSTS: bug=2',
+      'HARVEST_QUERIES:',
+      '  - { name: launches, source: feed, url: "https://blog.example/feed.xml" }',
+      'RATE_LIMIT_DEFAULT: 20/1s',
+      'RATE_LIMIT_ROUTES:',
+      '  createProspect: 5/1m',
+      'API_KEY_CACHE_TTL: 250ms',
+      'AUDIT_BATCH_SIZE: 50',
+      'INTAKE_TASK_QUEUE: intakes-b',
+      'SNAPSHOT_DIR: /srv/prospector-snapshots',
+    );
+    const config = await loadConfig({ env: { PROSPECTOR_CONFIG_FILE: file } });
+    expect(config.harvest.schedule.intervalMs).toBe(5 * 60_000);
+    expect(config.harvest.weights.base).toBe(3);
+    expect(config.harvest.weights.categoryBoost.bug).toBe(2);
+    expect(config.harvest.queries).toEqual([{ name: 'launches', source: 'feed', url: 'https://blog.example/feed.xml', startIntake: false, enabled: true }]);
+    expect(config.security.rateLimits.route).toEqual({ points: 20, durationS: 1 });
+    expect(config.security.rateLimits.routes).toEqual({ createProspect: { points: 5, durationS: 60 } });
+    expect(config.security.keyCacheTtlMs).toBe(250);
+    expect(config.security.audit.batchSize).toBe(50);
+    expect(config.intake.taskQueue).toBe('intakes-b');
+    expect(config.snapshots.dir).toBe('/srv/prospector-snapshots');
+
+    // Callers without a loaded Config read the same file.
+    expect(loadHarvestConfig({ env: { PROSPECTOR_CONFIG_FILE: file } }).schedule.intervalMs).toBe(5 * 60_000);
+    expect((await loadSecurityConfig({ env: { PROSPECTOR_CONFIG_FILE: file } })).rateLimits.route).toEqual({ points: 20, durationS: 1 });
+  });
+
+  it('lets the environment override the file for module settings, and overrides win over both', async () => {
+    const file = configFile('HARVEST_INTERVAL: 5m', 'HARVEST_INTAKE_TASK_QUEUE: from-file', 'RATE_LIMIT_DEFAULT: 20/1s', 'API_KEY_CACHE_TTL: 250ms');
+    const env = { PROSPECTOR_CONFIG_FILE: file, HARVEST_INTERVAL: '30m', RATE_LIMIT_DEFAULT: 'off', API_KEY_CACHE_TTL: '1s' };
+    const config = await loadConfig({ env });
+    expect(config.harvest.schedule.intervalMs).toBe(30 * 60_000);
+    expect(config.harvest.tuning.intakeTaskQueue).toBe('from-file');
+    expect(config.intake.taskQueue).toBe('from-file');
+    expect(config.security.rateLimits.route).toBeUndefined();
+    expect(config.security.keyCacheTtlMs).toBe(1000);
+    expect(loadHarvestConfig({ env }).schedule.intervalMs).toBe(30 * 60_000);
+    expect((await loadSecurityConfig({ env })).keyCacheTtlMs).toBe(1000);
+
+    const overridden = await loadConfig({ env, overrides: { HARVEST_INTERVAL: '1h', RATE_LIMIT_DEFAULT: '7/1s' } });
+    expect(overridden.harvest.schedule.intervalMs).toBe(3_600_000);
+    expect(overridden.security.rateLimits.route).toEqual({ points: 7, durationS: 1 });
+  });
+
+  it('names each invalid module setting from the file', async () => {
+    const file = configFile('HARVEST_PAGE_SIZE: 5', 'HARVEST_INTAKE_CATEGORIES: buying_intent,hype', 'RATE_LIMIT_KEY: ten per minute', 'API_KEY_CACHE_TTL: 5s');
+    const problems = await problemsOf({ PROSPECTOR_CONFIG_FILE: file });
+    expect(problems).toHaveLength(4);
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^HARVEST_PAGE_SIZE: .*"5"/),
+        expect.stringMatching(/^HARVEST_INTAKE_CATEGORIES: unknown categories hype/),
+        expect.stringMatching(/^RATE_LIMIT_KEY: expected "<requests>\/<window>".*"ten per minute"/),
+        expect.stringMatching(/^API_KEY_CACHE_TTL: expected a duration .* of at most 1s, got "5s"/),
+      ]),
+    );
+  });
+
+  it('refuses names in the file that no setting has, and secrets there, naming each', async () => {
+    const pepper = 'p'.repeat(40);
+    const file = configFile('HARVEST_INTERVALL: 5m', 'RATE_LIMIT_DEFALT: 20/1s', 'INTAKE_QUEUE: other', 'PORT: 4000', `API_KEY_PEPPER: ${pepper}`);
+    const problems = await problemsOf({ PROSPECTOR_CONFIG_FILE: file });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^HARVEST_INTERVALL: unknown setting in .*prospector\.yaml$/),
+        expect.stringMatching(/^RATE_LIMIT_DEFALT: unknown setting/),
+        expect.stringMatching(/^INTAKE_QUEUE: unknown setting/),
+        expect.stringMatching(/^API_KEY_PEPPER: is a secret/),
+      ]),
+    );
+    expect(problems).toHaveLength(4);
+    expect(problems.join('\n')).not.toContain(pepper);
   });
 
   it('chains secret providers in order', async () => {
@@ -101,5 +191,17 @@ describe('configuration', () => {
     expect(out.status).toBe(78);
     expect(out.stderr).toContain(`${setting}:`);
     expect(out.stderr).toContain(`"${value}"`);
+  });
+
+  it('a bad harvest setting in the config file stops a process with exit code 78, naming it', () => {
+    const file = configFile('HARVEST_INTERVAL: soon');
+    const out = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'api/main.ts')], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, PROSPECTOR_CONFIG_FILE: file },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(out.status).toBe(78);
+    expect(out.stderr).toMatch(/HARVEST_INTERVAL: .*"soon"/);
   });
 });

@@ -1,9 +1,11 @@
 import type { Client } from '@temporalio/client';
+import type { SignalDefinition } from '@temporalio/common';
 import { issueApprovalToken, type ApprovalSettings } from '../../lib/domain/approvals.js';
 import type { DecisionAction } from '../../lib/domain/approval-token.js';
 import { loadConfig, type Config } from '../../lib/config/config.js';
 import { editDraft, type DraftEdit } from '../../lib/domain/draft.js';
 import type { IntakeStatus } from '../../lib/domain/prospect.js';
+import { decisionSignals } from '../../workflows/intake/messages.js';
 import { draftContent, status } from './intake-helpers.js';
 
 /** What the approval-integrity tests share: a production-rules worker config, and signing as an approver would. */
@@ -40,9 +42,18 @@ export function signedDecision(
   };
 }
 
+/**
+ * Sends a decision signal with any payload, as a raw Temporal client can
+ * (malformed and hostile ones included: that is what these tests send).
+ */
+export async function signalDecision(client: Client, workflowId: string, action: DecisionAction, payload: unknown): Promise<void> {
+  const signal = decisionSignals[action] as unknown as SignalDefinition<[unknown]>;
+  await client.workflow.getHandle(workflowId).signal(signal, payload);
+}
+
 /** Sends a signed decision on the intake's current draft, as any Temporal client can. */
 export async function decide(client: Client, settings: ApprovalSettings, workflowId: string, d: Parameters<typeof signedDecision>[2]): Promise<Record<string, unknown>> {
   const payload = signedDecision(settings, await status(client, workflowId), d);
-  await client.workflow.getHandle(workflowId).signal(d.action, payload);
+  await signalDecision(client, workflowId, d.action, payload);
   return payload;
 }

@@ -8,7 +8,8 @@ import type { Config } from '../../lib/config/config.js';
 import { createLogger } from '../../lib/config/logger.js';
 import type { IntakeResult } from '../../lib/domain/prospect.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
-import { decide, productionRules } from './approval-fixtures.js';
+import { decide, productionRules, signalDecision } from './approval-fixtures.js';
+import type { DecisionAction } from '../../lib/domain/approval-token.js';
 import { auditOf, registerApprovers, status, submit, uniqueLead, waitForStage } from './intake-helpers.js';
 
 /**
@@ -59,7 +60,7 @@ describe('a flood of refused signals', () => {
     const handle = client.workflow.getHandle(workflowId);
     const forged = signApprovalToken('a-secret-this-deployment-does-not-have', { workflowId, action: 'approve', version: 1, contentHash: 'f'.repeat(64), approver: ANA, expiresAt: Date.now() / 1000 + 3600, issuedAt: Date.now() / 1000 });
     const huge = 'x'.repeat(200 * 1024);
-    const refused = (i: number): [string, unknown] => {
+    const refused = (i: number): [DecisionAction, unknown] => {
       if (i % 1000 === 999) return ['approve', { version: 1, approver: ANA, body: huge }];
       switch (i % 5) {
         case 0: return ['approve', { version: 7, approver: ANA }];
@@ -77,7 +78,7 @@ describe('a flood of refused signals', () => {
       Array.from({ length: 32 }, async () => {
         while (next < FLOOD) {
           const [name, payload] = refused(next++);
-          await handle.signal(name, payload);
+          await signalDecision(client, workflowId, name, payload);
         }
       }),
     );

@@ -13,7 +13,8 @@ import { recordApproval } from '../../lib/store/sends.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
-import { decide, productionRules, signedDecision, TOKEN_SECRET } from './approval-fixtures.js';
+import { decide, productionRules, signalDecision, signedDecision } from './approval-fixtures.js';
+import { INTAKE_WORKFLOW } from '../../workflows/intake/messages.js';
 import { auditOf, draftContent, effectsOf, registerApprovers, status, submit, uniqueLead, waitForStage } from './intake-helpers.js';
 
 /**
@@ -64,18 +65,17 @@ describe('approval integrity', () => {
     const lead = uniqueLead();
     const workflowId = `prospect-${lead.email}`;
     // Straight into Temporal, as anyone who reaches it could, asking for send_on_approval.
-    const started = await client.workflow.start('prospectIntake', { taskQueue: draftOnlyQueue, workflowId, args: [{ lead, mode: 'send_on_approval' }] });
+    const started = await client.workflow.start(INTAKE_WORKFLOW, { taskQueue: draftOnlyQueue, workflowId, args: [{ lead, mode: 'send_on_approval' }] });
     const st = await waitForStage(client, workflowId, ['AWAITING_APPROVAL']);
     expect(st.mode).toBe('draft_only');
     expect(st.history).toContainEqual(expect.objectContaining({ step: 'mode', outcome: 'narrowed' }));
 
-    const handle = client.workflow.getHandle(workflowId);
     const genuine = signedDecision(draftOnly.approvals, st, { action: 'approve', approver: ANA });
-    await handle.signal('approve', { version: 1, approver: ANA, reason: 'unsigned' });
-    await handle.signal('approve', { ...genuine, token: signApprovalToken('another-secret-of-at-least-32-characters', { workflowId, action: 'approve', version: 1, contentHash: draftHash(draftContent(st)), approver: ANA, expiresAt: Date.now() / 1000 + 600, issuedAt: Date.now() / 1000 }) });
-    await handle.signal('approve', signedDecision(draftOnly.approvals, st, { action: 'approve', approver: 'mallory@prospector.example' }));
-    await handle.signal('approve', { ...genuine, approver: 'lee@prospector.example' });
-    await handle.signal('approve', { ...genuine, body: 'Hi,\n\nA different body than the one that was signed, long enough to pass.' });
+    await signalDecision(client, workflowId, 'approve', { version: 1, approver: ANA, reason: 'unsigned' });
+    await signalDecision(client, workflowId, 'approve', { ...genuine, token: signApprovalToken('another-secret-of-at-least-32-characters', { workflowId, action: 'approve', version: 1, contentHash: draftHash(draftContent(st)), approver: ANA, expiresAt: Date.now() / 1000 + 600, issuedAt: Date.now() / 1000 }) });
+    await signalDecision(client, workflowId, 'approve', signedDecision(draftOnly.approvals, st, { action: 'approve', approver: 'mallory@prospector.example' }));
+    await signalDecision(client, workflowId, 'approve', { ...genuine, approver: 'lee@prospector.example' });
+    await signalDecision(client, workflowId, 'approve', { ...genuine, body: 'Hi,\n\nA different body than the one that was signed, long enough to pass.' });
     await expect.poll(async () => (await refusalsOf(workflowId)).length, { timeout: 20_000 }).toBe(5);
     expect((await refusalsOf(workflowId)).map((r) => [r.actor, r.details.reason])).toEqual([
       [ANA, expect.stringMatching(/^unsigned: this deployment takes decisions only with a signed approval token/)],
@@ -86,7 +86,7 @@ describe('approval integrity', () => {
     ]);
     expect((await status(client, workflowId)).stage).toBe('AWAITING_APPROVAL');
 
-    await handle.signal('approve', genuine);
+    await signalDecision(client, workflowId, 'approve', genuine);
     expect(await result(workflowId)).toMatchObject({ stage: 'APPROVED', decision: { outcome: 'approved', by: ANA, signed: true } });
     const fx = await effectsOf(sbx, started.firstExecutionRunId);
     expect(fx.sent).toHaveLength(0);

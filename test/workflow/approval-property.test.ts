@@ -14,7 +14,7 @@ import type { IntakeStatus } from '../../lib/domain/prospect.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
-import { productionRules, signedDecision, TOKEN_SECRET } from './approval-fixtures.js';
+import { productionRules, signalDecision, signedDecision, TOKEN_SECRET } from './approval-fixtures.js';
 import { startWorkerProcess, writeWorkflowBundle, type ChildWorker } from './fixtures/spawn-worker.js';
 import { auditOf, draftContent, effectsOf, registerApprovers, status, submit, uniqueLead, waitForStage } from './intake-helpers.js';
 
@@ -177,11 +177,11 @@ describe('approval integrity as a property', () => {
             approved.add(approves);
             totals.validApprovals++;
           }
-          await client.workflow.getHandle(workflowId).signal(c.kind, payload);
+          await signalDecision(client, workflowId, c.kind, payload);
         }
         // Close what still waits, then read what went out.
         st = await status(client, workflowId);
-        if (st.stage === 'AWAITING_APPROVAL') await client.workflow.getHandle(workflowId).signal('reject', signedDecision(config.approvals, st, { action: 'reject', approver: ANA, reason: 'end of run' }));
+        if (st.stage === 'AWAITING_APPROVAL') await signalDecision(client, workflowId, 'reject', signedDecision(config.approvals, st, { action: 'reject', approver: ANA, reason: 'end of run' }));
         const end = await waitForStage(client, workflowId, ['SENT', 'APPROVED', 'REJECTED', 'NEEDS_HUMAN', 'FAILED', 'EXPIRED'], 120_000);
         totals.ends[end.stage] = (totals.ends[end.stage] ?? 0) + 1;
 

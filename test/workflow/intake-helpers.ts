@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import type { Pool } from '../../lib/store/db.js';
 import type { DraftContent } from '../../lib/domain/draft.js';
-import { startIntake, type IntakeInput, type IntakeStatus, type LeadInput, type Stage } from '../../lib/domain/prospect.js';
+import { startIntake } from '../../api/services/start-intake.js';
+import type { IntakeInput, IntakeStatus, LeadInput, Stage } from '../../lib/domain/prospect.js';
 import { putApprover } from '../../lib/store/approvers.js';
-import { statusQuery } from '../../workflows/intake/process.js';
+import { statusQuery } from '../../workflows/intake/messages.js';
 
 /** Shared by the intake test files: start, watch and inspect intakes. */
 
@@ -85,7 +86,7 @@ export async function waitForReadModel(pool: Pool, workflowId: string, stages: S
   const deadline = Date.now() + timeoutMs;
   let row: Record<string, any> | undefined;
   while (Date.now() < deadline) {
-    row = (await pool.query('SELECT * FROM prospects WHERE id = $1', [workflowId])).rows[0];
+    row = (await pool.query('SELECT * FROM prospect_rows WHERE id = $1', [workflowId])).rows[0];
     if (row && stages.includes(row.stage)) return row;
     await new Promise((r) => setTimeout(r, 100));
   }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import { approveSignal } from '../../workflows/intake/process.js';
+import { approveSignal } from '../../workflows/intake/messages.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
 import { checkSentInvariants, sandboxFigures } from './fixtures/invariants.js';
 import { startWorkerProcess, writeWorkflowBundle, type ChildWorker } from './fixtures/spawn-worker.js';

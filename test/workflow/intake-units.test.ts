@@ -4,7 +4,8 @@ import { crmFacts, hubspotTimeZone } from '../../activities/intake/crm.js';
 import { checkGrounding, contextBlock, type WriterContext } from '../../activities/intake/writer.js';
 import { checkGuards, OPT_OUT_LINE, withOptOut } from '../../lib/domain/email-guards.js';
 import { parseSubmission } from '../../api/routes/webhooks.js';
-import { draftMessageId, durationMs, intakeWorkflowId, normaliseEmail, parseSuppressionPattern, suppressionCandidates } from '../../lib/domain/prospect.js';
+import { durationMs, intakeWorkflowId, normaliseEmail, parseSuppressionPattern, suppressionCandidates } from '../../lib/domain/prospect.js';
+import { draftMessageId } from '../../lib/domain/draft.js';
 
 /** The intake's pure rules, without servers: identity, suppression, grounding, guards, slots, form parsing. */
 

@@ -4,16 +4,17 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { Client } from '@temporalio/client';
+import { WorkflowFailedError, type Client } from '@temporalio/client';
+import { tsToMs } from '@temporalio/common/lib/time.js';
 import { createActivities } from '../../activities/index.js';
-import { updateSettings } from '../../lib/store/prospects.js';
+import { updateSettings } from '../../lib/store/settings.js';
 import { loadConfig, type Config } from '../../lib/config/config.js';
 import { createLogger } from '../../lib/config/logger.js';
 import { intakeWorkflowId, type IntakeResult } from '../../lib/domain/prospect.js';
 import { ApprovalState, ProspectDomain, ProspectOwner, ProspectStage } from '../../lib/domain/search-attributes.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import { approveSignal, editSignal, rejectSignal } from '../../workflows/intake/process.js';
+import { approveSignal, editSignal, INTAKE_WORKFLOW, rejectSignal } from '../../workflows/intake/messages.js';
 import { composeRaw } from '../../activities/intake/gmail.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 import { auditOf, draftContent, effectsOf, registerApprovers, status, submit, uniqueLead, waitForReadModel, waitForStage } from './intake-helpers.js';
@@ -77,6 +78,36 @@ describe('prospect intake workflow', () => {
   }
 
   const result = (workflowId: string) => client.workflow.getHandle(workflowId).result() as Promise<IntakeResult>;
+
+  /**
+   * Resolves once the intake has done all it does on its own: no workflow task,
+   * activity or child in flight, and no timer open that fires before the
+   * approval deadline. From then on only a signal or that deadline can move it,
+   * so a stage read afterwards is final without waiting on the clock.
+   */
+  async function untilOnlyAHumanCanMoveIt(workflowId: string): Promise<void> {
+    const handle = client.workflow.getHandle(workflowId);
+    await expect
+      .poll(
+        async () => {
+          const { raw } = await handle.describe();
+          if (raw.pendingWorkflowTask || raw.pendingActivities?.length || raw.pendingChildren?.length) return 'busy';
+          const deadline = (await status(client, workflowId)).approval?.deadline;
+          const open = new Map<string, number>();
+          for (const e of (await handle.fetchHistory()).events ?? []) {
+            const started = e.timerStartedEventAttributes;
+            if (started) open.set(String(e.eventId), tsToMs(e.eventTime) + tsToMs(started.startToFireTimeout));
+            const ended = e.timerFiredEventAttributes ?? e.timerCanceledEventAttributes;
+            if (ended) open.delete(String(ended.startedEventId));
+          }
+          // The gate's own timer fires at the deadline (a second of slack for clock rounding); an earlier one is work still to come.
+          const early = [...open.values()].filter((at) => !deadline || at < Date.parse(deadline) - 1_000);
+          return early.length === 0 ? 'idle' : 'busy';
+        },
+        { timeout: 30_000, interval: 100 },
+      )
+      .toBe('idle');
+  }
 
   async function readModel(workflowId: string) {
     const { rows } = await db.pool.query('SELECT * FROM prospects WHERE id = $1', [workflowId]);
@@ -312,8 +343,29 @@ describe('prospect intake workflow', () => {
     }
 
     // An address that is not one reaches the workflow only through a raw Temporal start.
-    const bad = await client.workflow.start('prospectIntake', { taskQueue, workflowId: `bad-${Date.now()}`, args: [{ lead: { email: 'not-an-address' } }] });
+    const bad = await client.workflow.start(INTAKE_WORKFLOW, { taskQueue, workflowId: `bad-${Date.now()}`, args: [{ lead: { email: 'not-an-address' } }] });
     expect(await bad.result()).toMatchObject({ stage: 'SKIPPED', reason: expect.stringMatching(/^invalid_email: "not-an-address" is not an email address/) });
+  });
+
+  it('a step that fails for good records FAILED and fails the workflow in Temporal; a FAILED intake does not count as contact', async () => {
+    const lead = uniqueLead();
+    // HubSpot refuses the contact lookup outright (400): not retried, the intake cannot go on.
+    await sbx.addFaults({ provider: 'hubspot', kind: 'error', status: 400, match: 'POST /hubspot/crm/v3/objects/contacts/search', count: 1 });
+    try {
+      const { workflowId, runId } = await submit(client, taskQueue, lead, { mode: 'draft_only' });
+      const failure = await result(workflowId).then(() => undefined, (err: WorkflowFailedError) => err);
+      expect(failure).toBeInstanceOf(WorkflowFailedError);
+      expect(failure!.cause).toMatchObject({ type: 'IntakeFailed', nonRetryable: true, message: expect.stringMatching(/^intake failed: intakeResolveCrm failed: hubspot/) });
+      expect((await client.workflow.getHandle(workflowId).describe()).status.name).toBe('FAILED');
+      expect(await readModel(workflowId)).toMatchObject({ stage: 'FAILED', intake_key: runId });
+      expect((await auditOf(db.pool, workflowId)).at(-1)).toMatchObject({ action: 'fail', outcome: 'failed' });
+      // Nobody was written to: the same person may be taken again at once.
+      const again = await submit(client, taskQueue, lead, { mode: 'draft_only' });
+      expect((await waitForStage(client, again.workflowId, ['AWAITING_APPROVAL', 'SKIPPED'])).stage).toBe('AWAITING_APPROVAL');
+      await client.workflow.getHandle(again.workflowId).signal(rejectSignal, { approver: who('t'), reason: 'test over' });
+    } finally {
+      await sbx.clearFaults('hubspot');
+    }
   });
 
   it('grounding: an ungrounded draft is regenerated once; twice ungrounded goes to a human (task + note, no draft)', async () => {
@@ -362,8 +414,8 @@ describe('prospect intake workflow', () => {
     expect(fx.sent).toHaveLength(0);
     expect(fx.drafts[0]!.headers.bcc).toBeUndefined();
     expect(fx.drafts[0]!.to).toBe(`Robin Vale <${lead.email}>`);
-    // Still waiting for a human, and the notes reached the writer only as data.
-    await new Promise((r) => setTimeout(r, 1_000));
+    // Still waiting for a human once it has done all it would do unprompted, and the notes reached the writer only as data.
+    await untilOnlyAHumanCanMoveIt(workflowId);
     expect((await status(client, workflowId)).stage).toBe('AWAITING_APPROVAL');
     await client.workflow.getHandle(workflowId).signal(rejectSignal, { approver: who('t'), reason: 'test over' });
     expect((await result(workflowId)).stage).toBe('REJECTED');

@@ -11,7 +11,7 @@ import { createLogger } from '../../lib/config/logger.js';
 import type { IntakeResult } from '../../lib/domain/prospect.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
-import { approveSignal } from '../../workflows/intake/process.js';
+import { approveSignal } from '../../workflows/intake/messages.js';
 import { quietTemporalRuntime, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 import { auditOf, effectsOf, registerApprovers, status, submit, uniqueLead, waitForStage } from './intake-helpers.js';
 

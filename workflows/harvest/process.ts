@@ -1,7 +1,6 @@
 import {
   ActivityFailure,
   continueAsNew,
-  defineQuery,
   executeChild,
   log,
   ParentClosePolicy,
@@ -13,8 +12,9 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { ApprovalState, ProspectDomain, ProspectStage } from '../../lib/domain/search-attributes.js';
 import type { Activities } from '../../activities/index.js';
+import { INTAKE_WORKFLOW } from '../intake/messages.js';
+import { harvestStatusQuery } from './messages.js';
 import {
-  INTAKE_WORKFLOW,
   type AnalysisTotals,
   type FetchPageResult,
   type HarvestAnalysisInput,
@@ -27,7 +27,7 @@ import {
   type HarvestTuning,
   type IntakeStartInput,
   type QueryOutcome,
-} from './types.js';
+} from '../../lib/domain/harvest.js';
 
 /**
  * Signal harvest: fetch → upsert → analyse → score → notify → act, each step
@@ -36,8 +36,6 @@ import {
  * workflows of up to `chunkSize` signals, and the parent continues as new
  * when its history grows, so a large run stays far below history limits.
  */
-
-export const harvestStatusQuery = defineQuery<HarvestStatus>('harvestStatus');
 
 const SCORE_PAGE = 2_000;
 // Slack takes about one post per second per channel sustained; short bursts are fine.

@@ -6,45 +6,8 @@
  * and moves the cursor only once a window has been read to its end.
  */
 
-export type SourceKind = 'x' | 'feed';
-
-/** A configured query as the workflow passes it around (plain JSON). */
-export interface SourceQuery {
-  name: string;
-  source: SourceKind;
-  /** X search query. */
-  query?: string;
-  /** Feed URL. */
-  url?: string;
-  startIntake?: boolean;
-  enabled?: boolean;
-  maxPages?: number;
-}
-
-export interface SignalMetrics {
-  likes: number;
-  reposts: number;
-  replies: number;
-  quotes: number;
-}
-
-/** One post as a source reports it, before storage. */
-export interface SignalInput {
-  source: SourceKind;
-  /** Unique within the source (X: tweet id; feeds: the entry id or link). */
-  externalId: string;
-  url?: string;
-  authorId?: string;
-  authorHandle?: string;
-  authorName?: string;
-  text: string;
-  lang?: string;
-  /** ISO 8601. */
-  postedAt: string;
-  metrics: SignalMetrics;
-  /** What the source sent, trimmed to what is worth keeping. */
-  raw: Record<string, unknown>;
-}
+export type { SignalInput, SignalMetrics, SourceKind, SourceQuery } from '../../../lib/domain/harvest.js';
+import type { SignalInput, SourceKind, SourceQuery } from '../../../lib/domain/harvest.js';
 
 export interface FetchRequest {
   query: SourceQuery;

@@ -1,7 +1,8 @@
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, type Client, type ScheduleDescription } from '@temporalio/client';
-import { loadHarvestConfig, type HarvestConfig } from '../config/harvest.js';
-import type { Logger } from '../config/logger.js';
-import type { HarvestInput } from '../../workflows/harvest/types.js';
+import { loadHarvestConfig, type HarvestConfig } from '../../lib/config/harvest.js';
+import type { Logger } from '../../lib/config/logger.js';
+import type { HarvestInput } from '../../lib/domain/harvest.js';
+import { HARVEST_WORKFLOW } from '../../workflows/harvest/messages.js';
 
 /**
  * The harvest's Temporal Schedule: created idempotently (worker start or
@@ -10,7 +11,6 @@ import type { HarvestInput } from '../../workflows/harvest/types.js';
  * interval). One module so every caller means the same schedule.
  */
 
-export const HARVEST_WORKFLOW_TYPE = 'harvest';
 
 export type OverlapPolicy = 'SKIP' | 'BUFFER_ONE' | 'BUFFER_ALL' | 'CANCEL_OTHER' | 'TERMINATE_OTHER' | 'ALLOW_ALL';
 export const OVERLAP_POLICIES: OverlapPolicy[] = ['SKIP', 'BUFFER_ONE', 'BUFFER_ALL', 'CANCEL_OTHER', 'TERMINATE_OTHER', 'ALLOW_ALL'];
@@ -58,7 +58,7 @@ export async function ensureHarvestSchedule(
     await client.schedule.create({
       scheduleId: s.id,
       spec: { intervals: [{ every: s.intervalMs }] },
-      action: { type: 'startWorkflow', workflowType: HARVEST_WORKFLOW_TYPE, taskQueue: s.taskQueue, workflowId: `harvest-${s.id}`, args: [s.input] },
+      action: { type: 'startWorkflow', workflowType: HARVEST_WORKFLOW, taskQueue: s.taskQueue, workflowId: `harvest-${s.id}`, args: [s.input] },
       policies: { overlap: 'SKIP', catchupWindow: '1 minute', pauseOnFailure: false },
       state: { paused: s.paused, note: s.paused ? 'created paused' : 'created by Prospector' },
     });

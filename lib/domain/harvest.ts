@@ -1,14 +1,48 @@
-// Types shared by the harvest workflows, their activities, the API and the CLI.
-// Plain data only: this module is bundled into the workflow sandbox.
-import type { HarvestTuning } from '../../lib/config/harvest.js';
-import type { SourceKind, SourceQuery } from '../../activities/harvest/sources/types.js';
+/**
+ * The harvest's data as its workflows, activities, the API and the CLI pass
+ * it around. Plain data only: this module is bundled into the workflow sandbox.
+ */
+import type { Category } from './scoring.js';
 
-export type { HarvestTuning, SourceKind, SourceQuery };
+export type SourceKind = 'x' | 'feed';
 
-export const HARVEST_WORKFLOW = 'harvest';
-export const HARVEST_ANALYSIS_WORKFLOW = 'harvestAnalysis';
-/** The intake workflow type, started by name so the harvest does not depend on its module. */
-export const INTAKE_WORKFLOW = 'prospectIntake';
+/** A configured query as the workflow passes it around (plain JSON). */
+export interface SourceQuery {
+  name: string;
+  source: SourceKind;
+  /** X search query. */
+  query?: string;
+  /** Feed URL. */
+  url?: string;
+  startIntake?: boolean;
+  enabled?: boolean;
+  maxPages?: number;
+}
+
+export interface SignalMetrics {
+  likes: number;
+  reposts: number;
+  replies: number;
+  quotes: number;
+}
+
+/** One post as a source reports it, before storage. */
+export interface SignalInput {
+  source: SourceKind;
+  /** Unique within the source (X: tweet id; feeds: the entry id or link). */
+  externalId: string;
+  url?: string;
+  authorId?: string;
+  authorHandle?: string;
+  authorName?: string;
+  text: string;
+  lang?: string;
+  /** ISO 8601. */
+  postedAt: string;
+  metrics: SignalMetrics;
+  /** What the source sent, trimmed to what is worth keeping. */
+  raw: Record<string, unknown>;
+}
 
 export type HarvestTrigger = 'schedule' | 'api' | 'cli' | 'backfill' | 'test' | 'bench';
 
@@ -169,4 +203,28 @@ export interface IntakeCandidate {
 export interface IntakeStartInput {
   lead: { email: string; name?: string; company?: string; notes?: string; source: 'signal' };
   requestedBy: string;
+}
+
+/** Tunables a run uses; the workflow input may override each (tests pass short ones). */
+export interface HarvestTuning {
+  pageSize: number;
+  maxPages: number;
+  rateLimitMaxWaitMs: number;
+  batchSize: number;
+  analysisConcurrency: number;
+  chunkSize: number;
+  childConcurrency: number;
+  llmAttempts: number;
+  llmBackoffMs: number;
+  retryBackoffMs: number;
+  notifyThreshold: number;
+  digestMin: number;
+  digestList: number;
+  intakeThreshold: number;
+  intakeCategories: Category[];
+  intakeMaxPerRun: number;
+  /** Task queue of the prospect intake workflow started for qualifying signals. */
+  intakeTaskQueue: string;
+  /** Continue-as-new when the history grows past this many events. */
+  maxHistoryEvents: number;
 }
