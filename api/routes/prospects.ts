@@ -12,7 +12,7 @@ import {
   STAGES,
 } from '../../lib/domain/prospect.js';
 import type { ApiDeps } from '../deps.js';
-import { auditOfIntake } from '../../lib/store/audit.js';
+import { auditOfIntake, decisionOutcome } from '../../lib/store/audit.js';
 import { listProspects } from '../../lib/store/prospects.js';
 import { HttpProblem } from '../problem.js';
 import { defineRoute, type AnyRoute } from '../route.js';
@@ -274,12 +274,8 @@ const OUTCOMES: Record<string, string[]> = { approve: ['approve'], reject: ['rej
 async function awaitOutcome(deps: ApiDeps, id: string, requestId: string, action: string, timeoutMs = 10_000): Promise<{ outcome: string | null; reason: string | null }> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const { rows } = await deps.pool.query(
-      `SELECT action, outcome, details FROM audit_events
-        WHERE workflow_id = $1 AND details->>'requestId' = $2 AND action = ANY($3::text[]) ORDER BY id DESC LIMIT 1`,
-      [id, requestId, OUTCOMES[action]],
-    );
-    if (rows[0]) return { outcome: rows[0].outcome, reason: rows[0].details?.reason ?? null };
+    const found = await decisionOutcome(deps.pool, id, requestId, OUTCOMES[action]!);
+    if (found) return found;
     await new Promise((r) => setTimeout(r, 100));
   }
   return { outcome: null, reason: null };

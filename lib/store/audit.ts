@@ -66,3 +66,13 @@ export async function auditOfIntake(db: Queryable, workflowId: string, intakeKey
   );
   return rows as { at: Date; kind: string; action: string; outcome: string; actor: string; details: Record<string, any> }[];
 }
+
+/** The latest row the workflow wrote for one decision request (its Idempotency-Key), if any yet. */
+export async function decisionOutcome(db: Queryable, workflowId: string, requestId: string, actions: string[]): Promise<{ outcome: string; reason: string | null } | undefined> {
+  const { rows } = await db.query(
+    `SELECT outcome, details FROM audit_events
+      WHERE workflow_id = $1 AND details->>'requestId' = $2 AND action = ANY($3::text[]) ORDER BY id DESC LIMIT 1`,
+    [workflowId, requestId, actions],
+  );
+  return rows[0] ? { outcome: rows[0].outcome, reason: rows[0].details?.reason ?? null } : undefined;
+}
