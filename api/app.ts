@@ -6,7 +6,9 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../lib/config/config.js';
 import type { Pool } from '../lib/store/db.js';
 import type { Logger } from '../lib/config/logger.js';
-import { createApiMetrics } from './metrics.js';
+import { jsonBody } from './body.js';
+import { CODEC_BODY_LIMIT, CODEC_PATH } from './routes/codec.js';
+import { createApiMetrics, nameRoute, routeOf, UNMATCHED } from './metrics.js';
 import { errorHandler, notFoundHandler, sendProblem } from './problem.js';
 import { buildRouter, type AnyRoute, type RouteMiddleware } from './route.js';
 import { checkDependencies, postgresCheck, temporalCheck, type DependencyCheck } from './readiness.js';
@@ -39,14 +41,10 @@ export function createApp(deps: AppDeps): express.Express {
   if (deps.config.api.corsOrigins.length > 0) app.use(corsAllowList(deps.config.api.corsOrigins));
   const metrics = createApiMetrics();
   app.use(requestLog(deps.log, metrics.observe));
-  // The raw bytes are kept for signature checks (HubSpot v3 signs the body as sent).
-  app.use(
-    express.json({
-      limit: deps.config.api.bodyLimit,
-      type: ['application/json', 'application/*+json'],
-      verify: (req, _res, buf) => void ((req as Request & { rawBody?: Buffer }).rawBody = buf),
-    }),
-  );
+  // Size and nesting limits before any route sees a body; the raw bytes are kept for signature checks.
+  // The codec endpoint's bodies are whole Temporal payloads (api/routes/codec.ts); a body parsed here is not parsed again below.
+  app.use(CODEC_PATH, jsonBody({ limit: CODEC_BODY_LIMIT, maxDepth: deps.config.api.jsonMaxDepth }));
+  app.use(jsonBody({ limit: deps.config.api.bodyLimit, maxDepth: deps.config.api.jsonMaxDepth }));
 
   app.get('/metrics', metrics.handler);
 
@@ -68,15 +66,16 @@ export function createApp(deps: AppDeps): express.Express {
     });
   });
 
-  for (const extra of deps.extras ?? []) app.use(extra.path, extra.handler);
+  // Named by their mount path (nameRoute('') is the path they are mounted at).
+  for (const extra of deps.extras ?? []) app.use(extra.path, nameRoute(''), extra.handler);
   app.use('/v1', buildRouter(deps.routes ?? [], deps.routeMiddleware));
 
-  app.use(notFoundHandler);
+  app.use(nameRoute(UNMATCHED), notFoundHandler);
   app.use(errorHandler((err, req) => deps.log.error({ err: { message: err.message, name: err.name, stack: err.stack }, requestId: req.headers['x-request-id'] }, 'unhandled error')));
   return app;
 }
 
-/** One log line per request, with its id; never headers with credentials, never bodies. */
+/** One log line per request, with its id and route template; never the path (ids, emails), headers with credentials or bodies. */
 function requestLog(log: Logger, observe: (req: Request, res: Response, seconds: number) => void) {
   return (req: Request, res: Response, next: () => void) => {
     const incoming = req.headers['x-request-id'];
@@ -87,7 +86,7 @@ function requestLog(log: Logger, observe: (req: Request, res: Response, seconds:
     res.on('finish', () => {
       observe(req, res, (performance.now() - started) / 1000);
       const level = res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug';
-      log[level]({ requestId, method: req.method, path: req.path, status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request');
+      log[level]({ requestId, method: req.method, route: routeOf(req, res), status: res.statusCode, ms: Math.round(performance.now() - started) }, 'request');
     });
     next();
   };

@@ -4,7 +4,7 @@ import { loadConfigOrExit } from '../lib/config/config.js';
 import { resolveDatabaseUrl } from '../lib/config/database-url.js';
 import { createPool, migrate } from '../lib/store/db.js';
 import { createLogger } from '../lib/config/logger.js';
-import { tlsOptions, warnIfInsecure } from '../lib/config/temporal.js';
+import { dataConverterFor, tlsOptions, warnIfInsecure } from '../lib/config/temporal.js';
 import { reportReady } from '../lib/config/ready.js';
 import { buildApi } from './server.js';
 
@@ -18,7 +18,7 @@ await migrate(databaseUrl, log);
 const pool = createPool(databaseUrl, config.database.poolMax);
 
 const connection = Connection.lazy({ address: config.temporal.address, tls: await tlsOptions(config.temporal), apiKey: config.temporal.apiKey });
-const temporal = new Client({ connection, namespace: config.temporal.namespace });
+const temporal = new Client({ connection, namespace: config.temporal.namespace, dataConverter: dataConverterFor(config.temporal) });
 
 const api = await buildApi({ config, pool, temporal, log });
 const app = api.app;

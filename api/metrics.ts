@@ -1,4 +1,4 @@
-import type { Application, Request, Response } from 'express';
+import type { Application, NextFunction, Request, Response } from 'express';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
@@ -14,6 +14,32 @@ export const stepDuration = new Histogram({
   buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   registers: [stepRegistry],
 });
+
+/**
+ * What a request is called in metrics and the request log: its route
+ * template ("/v1/prospects/:id/approve"), or "unmatched" for every request no
+ * route took (unknown paths, bodies refused before routing), whatever its
+ * status. Never the path itself: paths carry ids and email addresses, and a
+ * label per path would grow /metrics with every request.
+ */
+export const UNMATCHED = 'unmatched';
+const ROUTE = 'prospectorRoute';
+
+/** Names the request by its route template; the first handler of every route runs it (api/route.ts, api/app.ts). */
+export function nameRoute(template: string) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    res.locals[ROUTE] = template === UNMATCHED ? UNMATCHED : `${req.baseUrl}${template}`;
+    next();
+  };
+}
+
+/** The request's name (see UNMATCHED): the one given by nameRoute, else the Express route that took it. */
+export function routeOf(req: Request, res: Response): string {
+  const named = res.locals[ROUTE];
+  if (typeof named === 'string') return named;
+  const template: unknown = req.route?.path;
+  return typeof template === 'string' ? `${req.baseUrl}${template}` : UNMATCHED;
+}
 
 /** Reads the intake outbox depth (api/services/intake-dispatcher.ts); set on the app by buildApi. */
 export type OutboxDepthSource = () => Promise<{ pending: number; oldestAgeSeconds: number }>;
@@ -49,10 +75,9 @@ export function createApiMetrics() {
   });
   return {
     registry,
-    /** Records each request under its route template (never the raw path: ids would explode cardinality). */
+    /** Records each request under its route template or "unmatched" (routeOf), never its path. */
     observe(req: Request, res: Response, seconds: number) {
-      const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : res.statusCode === 404 ? 'unmatched' : req.path;
-      requests.observe({ method: req.method, route, status: String(res.statusCode) }, seconds);
+      requests.observe({ method: req.method, route: routeOf(req, res), status: String(res.statusCode) }, seconds);
     },
     async handler(req: Request, res: Response) {
       const depth = req.app.locals[OUTBOX_DEPTH] as OutboxDepthSource | undefined;

@@ -2,6 +2,7 @@ import express, { type NextFunction, type Request, type RequestHandler, type Res
 import { z, type ZodType } from 'zod';
 import { HttpProblem, sendProblem } from './problem.js';
 import { hasNul } from '../lib/domain/text.js';
+import { nameRoute } from './metrics.js';
 
 /**
  * Every /v1 route is declared once, with zod schemas for what it accepts and
@@ -75,7 +76,8 @@ export function buildRouter(routes: AnyRoute[], middleware: RouteMiddleware[] = 
   const router = express.Router();
   for (const route of routes) {
     const before = middleware.flatMap((m) => m(route));
-    router[route.method](route.path, ...before, async (req: Request, res: Response, next: NextFunction) => {
+    // Named first, so an answer from any middleware (a 401, a 429) is counted under the route's template.
+    router[route.method](route.path, nameRoute(route.path), ...before, async (req: Request, res: Response, next: NextFunction) => {
       try {
         const body = parsePart(route.body, req.body ?? (route.body ? undefined : {}), 'body');
         const query = parsePart(route.query, req.query, 'query');

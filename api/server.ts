@@ -6,6 +6,7 @@ import { submissionSignal } from './services/intake-outbox.js';
 import { reportOutboxDepth } from './metrics.js';
 import type { IntakeApiDeps } from './services/submissions.js';
 import { allRoutes } from './routes/index.js';
+import { codecBrowserAccess } from './routes/codec.js';
 import { createSecurity, type SecurityOptions } from './security/index.js';
 
 const DISPATCHER_POOL_MAX = 3;
@@ -30,7 +31,8 @@ export async function buildApi(deps: IntakeApiDeps, options: BuildApiOptions = {
     routes: allRoutes(deps),
     routeMiddleware: security.middleware,
     checks: security.checks,
-    extras: security.extras,
+    // The Temporal UI's way in to the codec endpoint: CORS for its origin, the session cookie.
+    extras: [...security.extras, codecBrowserAccess(deps.config)],
   });
   // The dispatcher has a small pool of its own, so its claims and records never queue request
   // traffic, and commits asynchronously: its writes (leases, "dispatched", the dispatch audit row)

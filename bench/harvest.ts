@@ -9,6 +9,8 @@ import { createHarvestActivities } from '../activities/harvest/index.js';
 import { startEmbeddedPostgres } from '../infra/postgres-dev.js';
 import { findTemporalCli, startTemporalDevServer } from '../infra/temporal-dev.js';
 import { loadConfig } from '../lib/config/config.js';
+import { EncryptionCodec } from '../lib/config/payload-codec.js';
+import { generatePayloadKey, parsePayloadKeys } from '../lib/config/payload-keys.js';
 import { createPool, migrate } from '../lib/store/db.js';
 import { loadHarvestConfig } from '../lib/config/harvest.js';
 import { createLogger } from '../lib/config/logger.js';
@@ -65,7 +67,9 @@ try {
   const connection = await Connection.connect({ address: temporal.address });
   const nativeConnection = await NativeConnection.connect({ address: temporal.address });
   cleanups.unshift(() => connection.close(), () => nativeConnection.close());
-  const client = new Client({ connection });
+  // Payloads encrypted as in production, with a key of this run's own.
+  const codec = new EncryptionCodec(parsePayloadKeys(generatePayloadKey('bench')));
+  const client = new Client({ connection, dataConverter: { payloadCodecs: [codec] } });
   const taskQueue = 'harvest-bench';
   say('bundling workflows and starting the worker...');
   const [worker] = await createWorkers({
@@ -73,6 +77,7 @@ try {
     namespace: 'default',
     activities,
     shutdownGraceMs: 2_000,
+    payloadCodec: codec,
     taskQueues: [taskQueue],
     options: { maxConcurrentActivityTaskExecutions: 50 },
     log,

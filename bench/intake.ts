@@ -8,6 +8,8 @@ import { readSettings, updateSettings } from '../lib/store/settings.js';
 import { startEmbeddedPostgres, type EmbeddedDb } from '../infra/postgres-dev.js';
 import { findTemporalCli, startTemporalDevServer, type DevServer } from '../infra/temporal-dev.js';
 import { loadConfig } from '../lib/config/config.js';
+import { EncryptionCodec } from '../lib/config/payload-codec.js';
+import { generatePayloadKey, parsePayloadKeys } from '../lib/config/payload-keys.js';
 import { createPool, migrate, type Pool } from '../lib/store/db.js';
 import { putApprover } from '../lib/store/approvers.js';
 import { SandboxClient } from '../sandbox/client.js';
@@ -94,7 +96,9 @@ async function startStack(): Promise<Stack> {
   const sandbox = await startSandbox({ providers: allProviders, faultSeed: Number(args.seed) });
   const sbx = new SandboxClient(sandbox.url);
   const connection = await Connection.connect({ address });
-  const temporal = new Client({ connection });
+  // Payloads encrypted as in production, with a key of this run's own (the workers get it too).
+  const payloadKeys = generatePayloadKey('bench');
+  const temporal = new Client({ connection, dataConverter: { payloadCodecs: [new EncryptionCodec(parsePayloadKeys(payloadKeys))] } });
   // A deployment that sends on approval (the API refuses send_on_approval submissions otherwise).
   const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url, DATABASE_URL: databaseUrl, LOG_LEVEL: 'silent', SEND_MODE: 'send_on_approval' } });
   const taskQueue = `bench-intake-${process.pid}`;
@@ -112,7 +116,7 @@ async function startStack(): Promise<Stack> {
     sbx,
     api,
     key,
-    workerEnv: { TEMPORAL_ADDRESS: address, DATABASE_URL: databaseUrl, SANDBOX_URL: sandbox.url, TASK_QUEUE: taskQueue, WORKFLOW_BUNDLE: bundle },
+    workerEnv: { TEMPORAL_ADDRESS: address, DATABASE_URL: databaseUrl, SANDBOX_URL: sandbox.url, TASK_QUEUE: taskQueue, WORKFLOW_BUNDLE: bundle, PAYLOAD_KEYS: payloadKeys },
     workers,
     async close() {
       await Promise.allSettled(workers.map((w) => w.stop()));

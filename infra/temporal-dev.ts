@@ -116,6 +116,8 @@ export interface DevServerOptions {
   /** e.g. journal_mode=wal, synchronous=normal. */
   sqlitePragmas?: string[];
   headless?: boolean;
+  /** The codec endpoint the Web UI decodes payloads through (api/routes/codec.ts). */
+  uiCodecEndpoint?: string;
   namespace?: string;
   logLevel?: 'debug' | 'info' | 'warn' | 'error';
   readyTimeoutMs?: number;
@@ -133,6 +135,7 @@ export function devServerArgs(o: DevServerOptions): string[] {
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(o.port), '--log-level', o.logLevel ?? 'error'];
   if (o.headless) args.push('--headless');
   else args.push('--ui-port', String(o.uiPort ?? o.port + 1000));
+  if (!o.headless && o.uiCodecEndpoint) args.push('--ui-codec-endpoint', o.uiCodecEndpoint);
   if (o.dbFile) args.push('--db-filename', o.dbFile);
   for (const pragma of o.sqlitePragmas ?? []) args.push('--sqlite-pragma', pragma);
   if (o.namespace && o.namespace !== 'default') args.push('--namespace', o.namespace);

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import type { PayloadCodec } from '@temporalio/common';
 import type { Logger } from '../lib/config/logger.js';
 import { temporalLogger } from '../lib/config/logger.js';
 import type { Activities } from '../activities/index.js';
@@ -16,6 +17,8 @@ export interface WorkerSetup {
   namespace: string;
   activities: Activities;
   shutdownGraceMs: number;
+  /** Encrypts every payload the worker writes and decrypts what it reads (lib/config/temporal.ts payloadCodecFor). */
+  payloadCodec: PayloadCodec;
   /** Defaults to both queues; tests pass their own names. */
   taskQueues?: string[];
   /** Use the prebuilt bundle (production start). */
@@ -64,6 +67,7 @@ export async function createWorkers(setup: WorkerSetup): Promise<Worker[]> {
         activities: setup.activities,
         shutdownGraceTime: setup.shutdownGraceMs,
         workflowBundle,
+        dataConverter: { payloadCodecs: [setup.payloadCodec] },
         ...isolateTimeout,
         ...setup.options,
       }),

@@ -2,7 +2,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import OpenAI from 'openai';
 import type { WebClient } from '@slack/web-api';
 import type { HarvestConfig } from '../../lib/config/harvest.js';
-import { intakeWorkflowId, normaliseEmail } from '../../lib/domain/prospect.js';
+import { intakeWorkflowId } from '../../lib/domain/prospect.js';
+import { normaliseEmail } from '../../lib/domain/email.js';
 import type {
   AnalysisChunk,
   FetchPageInput,
@@ -19,7 +20,8 @@ import { createNotifier, isPermanentSlackError, slackRetryAfterMs, type Delivery
 import { createOpenAI } from '../providers/openai.js';
 import { scorePage, type ScorePageInput, type ScorePageResult } from './scoring.js';
 import { createSlack } from '../providers/slack.js';
-import { createSources, SourceRateLimitedError, SourceRejectedError, type SourceRegistry } from './sources/index.js';
+import { createSources, SourceRateLimitedError, SourceRefusedError, SourceRejectedError, type SourceRegistry } from './sources/index.js';
+import { appendAudit } from '../../lib/store/audit.js';
 import {
   completeWindow,
   contactSignals,
@@ -127,6 +129,18 @@ export function createHarvestActivities(deps: ActivityDeps, options: HarvestActi
           await discardOpenWindow(pool, q.source, q.name);
           log.warn({ query: q.name }, 'harvest: page token refused; restarting the window');
           return { fetched: 0, inserted: 0, updated: 0, next: { sinceCursor: window.sinceCursor, newestCursor: null } };
+        }
+        if (err instanceof SourceRefusedError) {
+          // The reason and the origin are kept; the answer's body never is.
+          log.warn({ query: q.name, source: q.source, page: input.page, reason: err.reason, error: err.message }, 'harvest: fetch refused by the outbound policy');
+          await appendAudit(pool, {
+            eventKey: `harvest:${input.runKey}:refused:${q.name}:${input.page}`,
+            actor: 'system',
+            kind: 'step',
+            action: 'harvest_fetch_refused',
+            outcome: 'refused',
+            details: { runKey: input.runKey, query: q.name, source: q.source, page: input.page, reason: err.reason, error: err.message.slice(0, 500) },
+          });
         }
         if (err instanceof SourceRejectedError) {
           throw ApplicationFailure.create({ type: 'SourceRejected', nonRetryable: true, message: err.message });

@@ -1,5 +1,6 @@
 import { inTransaction, type Pool } from '../../lib/store/db.js';
-import { normaliseEmail, suppressionCandidates, type LeadInput, type SendMode, type SkipReason } from '../../lib/domain/prospect.js';
+import { suppressionCandidates, type LeadInput, type SendMode, type SkipReason } from '../../lib/domain/prospect.js';
+import { normaliseEmail } from '../../lib/domain/email.js';
 import { cleanLead, firstReasonToSkip, type IntakeDefaults, type ScreenDecision, type ScreenedLead } from '../../lib/domain/screening.js';
 import { countsToday, earlierDecision, lastContact, lockScreening, recordDecision } from '../../lib/store/intakes.js';
 import { appendIntakeAudit, writeReadModel, type ProgressStamp } from '../../lib/store/prospects.js';

@@ -1,6 +1,7 @@
 import type { ApiDeps } from '../deps.js';
 import type { AnyRoute } from '../route.js';
 import { approverRoutes } from './approvers.js';
+import { codecRoutes } from './codec.js';
 import { harvestRoutes } from './harvests.js';
 import { keyRoutes } from './keys.js';
 import { prospectRoutes } from './prospects.js';
@@ -18,5 +19,6 @@ export function allRoutes(deps: ApiDeps): AnyRoute[] {
     ...signalRoutes(deps),
     ...keyRoutes(deps),
     ...approverRoutes(deps),
+    ...codecRoutes(deps),
   ];
 }

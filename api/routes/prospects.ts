@@ -3,14 +3,8 @@ import type { Request } from 'express';
 import { z } from 'zod';
 import { DECISION_ACTIONS, type DecisionAction } from '../../lib/domain/approval-token.js';
 import { hasNul } from '../../lib/domain/text.js';
-import {
-  APPROVAL_STATES,
-  durationMs,
-  intakeWorkflowId,
-  normaliseEmail,
-  SEND_MODES,
-  STAGES,
-} from '../../lib/domain/prospect.js';
+import { APPROVAL_STATES, durationMs, intakeWorkflowId, SEND_MODES, STAGES } from '../../lib/domain/prospect.js';
+import { normaliseEmail, unicodeEmail } from '../../lib/domain/email.js';
 import type { ApiDeps } from '../deps.js';
 import { auditOfIntake, decisionOutcome } from '../../lib/store/audit.js';
 import { listProspects } from '../../lib/store/prospects.js';
@@ -97,7 +91,8 @@ const ProspectSummary = z
   .object({
     id: z.string(),
     runId: z.string().nullable(),
-    email: z.string(),
+    email: z.string().describe('The address as stored and used: an internationalised domain in its punycode (xn--) form'),
+    emailUnicode: z.string().describe('The same address as a person reads it (Unicode domain labels)'),
     domain: z.string(),
     name: z.string().nullable(),
     company: z.string().nullable(),
@@ -220,6 +215,7 @@ function summary(row: Record<string, any>) {
     id: row.id,
     runId: row.run_id ?? null,
     email: row.email,
+    emailUnicode: unicodeEmail(row.email),
     domain: row.domain,
     name: row.name ?? null,
     company: row.company ?? null,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { addSuppression, listSuppressions, readSettings, removeSuppression, updateSettings, type IntakeSettings } from '../../lib/store/settings.js';
 import { appendAudit } from '../../lib/store/audit.js';
-import { parseSuppressionPattern } from '../../lib/domain/prospect.js';
+import { parseSuppressionPattern } from '../../lib/domain/email.js';
 import type { ApiDeps } from '../deps.js';
 import { problems } from '../problem.js';
 import { defineRoute, type AnyRoute, type Caller } from '../route.js';

@@ -5,7 +5,8 @@ import { z } from 'zod';
 import { appendAudit } from '../../lib/store/audit.js';
 import { inTransaction } from '../../lib/store/db.js';
 import { claimReceipt } from '../../lib/store/webhooks.js';
-import { normaliseEmail, type LeadInput } from '../../lib/domain/prospect.js';
+import { type LeadInput } from '../../lib/domain/prospect.js';
+import { normaliseEmail } from '../../lib/domain/email.js';
 import type { ApiDeps } from '../deps.js';
 import { submissionSignal } from '../services/intake-outbox.js';
 import { HttpProblem } from '../problem.js';
@@ -24,10 +25,15 @@ import { submitLead, type IntakeApiDeps, type SubmitResult } from '../services/s
  * NaN timestamp (one a year ahead passed), signs the timestamp re-stringified
  * rather than as sent, and leaves HubSpot's URI decoding to the caller; the
  * HMAC itself is the same one line.
- * Replays (the same signed request again) and repeated submission ids are
- * acknowledged with 200 and ignored, so HubSpot's retries never start a
- * second intake. Leads that cannot be used are listed with a reason and kept
- * in the audit trail: nothing is dropped silently.
+ * Replays (the same signed request again) and HubSpot's retries of an event
+ * (the same form submission id, or the same event id of a subscription, or
+ * the same contact and occurrence time) are acknowledged with 200 and ignored,
+ * so a retry never starts a second intake; receipts expire (the signature's
+ * for twice its window, an event's after HUBSPOT_WEBHOOK_DEDUPE_WINDOW) and are
+ * pruned. The person is never the key: every later submission or
+ * re-enrolment of the same contact is a new lead. A request carries at most
+ * HUBSPOT_WEBHOOK_MAX_BATCH submissions (413 above). Leads that cannot be used
+ * are listed with a reason and kept in the audit trail: nothing is dropped silently.
  *
  * The receipts, the leads (into the intake outbox, see submitLead) and the
  * audit rows of one request are stored in one transaction: either HubSpot gets
@@ -60,7 +66,10 @@ const FIELD_MAP: Record<string, keyof LeadInput | 'firstname' | 'lastname'> = {
 };
 
 interface ParsedSubmission {
+  /** The submission or event id HubSpot gave it, to name it in answers and the audit trail. */
   id?: string;
+  /** What identifies this one event across HubSpot's retries; none when the payload names no event. */
+  eventKey?: string;
   lead?: LeadInput;
   problem?: string;
 }
@@ -68,6 +77,26 @@ interface ParsedSubmission {
 const text = (v: unknown) => (typeof v === 'string' ? v : typeof v === 'number' ? String(v) : isObject(v) && typeof v.value === 'string' ? v.value : undefined);
 function isObject(v: unknown): v is Record<string, any> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The event a submission is, across HubSpot's retries (which resend it as it
+ * was): a form submission's `submissionId`/`conversionId`; a webhook
+ * subscription event's `eventId` with its portal, subscription and
+ * `occurredAt` (HubSpot does not promise eventId alone is unique); a contact
+ * payload's object id only with its occurrence time. The contact id alone
+ * names the person, not the event, so a payload with nothing more has no key:
+ * only a replay of its whole signed request is recognised.
+ */
+export function eventIdentity(raw: Record<string, unknown>): { id?: string; eventKey?: string } {
+  const occurred = text(raw.occurredAt ?? raw.submittedAt ?? raw.timestamp);
+  const submission = text(raw.submissionId ?? raw.conversionId);
+  if (submission) return { id: submission, eventKey: `submission:${submission}` };
+  const event = text(raw.eventId);
+  if (event) return { id: event, eventKey: `event:${text(raw.portalId) ?? ''}:${text(raw.subscriptionId) ?? ''}:${event}:${occurred ?? ''}` };
+  const contact = text(raw.objectId ?? raw.vid ?? raw['canonical-vid']);
+  if (contact && occurred) return { eventKey: `contact-event:${text(raw.portalId ?? raw['portal-id']) ?? ''}:${contact}:${occurred}` };
+  return {};
 }
 
 /** One submission in any of HubSpot's shapes: `fields: [{name, value}]` (forms) or `properties: {name: value | {value}}` (workflow webhooks). */
@@ -81,7 +110,7 @@ export function parseSubmission(raw: unknown): ParsedSubmission {
   } else {
     for (const [k, v] of Object.entries(raw)) if (typeof v === 'string') values[k.toLowerCase()] = v;
   }
-  const id = text(raw.submissionId ?? raw.conversionId ?? raw.eventId ?? raw.objectId ?? raw.vid);
+  const { id, eventKey } = eventIdentity(raw);
   const lead: Record<string, string> = {};
   for (const [field, value] of Object.entries(values)) {
     const to = FIELD_MAP[field];
@@ -90,10 +119,10 @@ export function parseSubmission(raw: unknown): ParsedSubmission {
   const name = lead.name ?? ([lead.firstname, lead.lastname].filter(Boolean).join(' ') || undefined);
   delete lead.firstname;
   delete lead.lastname;
-  if (!lead.email) return { id, problem: 'no email field in the submission' };
+  if (!lead.email) return { id, eventKey, problem: 'no email field in the submission' };
   const email = normaliseEmail(lead.email);
-  if (!email.ok) return { id, problem: email.reason };
-  return { id, lead: { ...(lead as unknown as LeadInput), ...(name ? { name: name.slice(0, 200) } : {}), email: email.email, source: 'hubspot-form', notes: lead.notes?.slice(0, 4000) } };
+  if (!email.ok) return { id, eventKey, problem: email.reason };
+  return { id, eventKey, lead: { ...(lead as unknown as LeadInput), ...(name ? { name: name.slice(0, 200) } : {}), email: email.email, source: 'hubspot-form', notes: lead.notes?.slice(0, 4000) } };
 }
 
 /** HubSpot v3 signature of a request, over each URI it may have called us at. */
@@ -157,10 +186,11 @@ interface Skipped {
 async function receive(deps: IntakeApiDeps, db: pg.PoolClient, submissions: unknown[]): Promise<{ accepted: Accepted[]; skipped: Skipped[] }> {
   const accepted: Accepted[] = [];
   const skipped: Skipped[] = [];
+  const { dedupeWindowMs } = deps.config.api.hubspotWebhook;
   for (const [index, raw] of submissions.entries()) {
     const parsed = parseSubmission(raw);
-    if (parsed.id && !(await claimReceipt(db, 'hubspot', `submission:${parsed.id}`, parsed.lead ? 'accepted' : 'rejected', {}))) {
-      skipped.push({ index, submissionId: parsed.id, reason: 'already received (HubSpot retry)' });
+    if (parsed.eventKey && !(await claimReceipt(db, 'hubspot', parsed.eventKey, parsed.lead ? 'accepted' : 'rejected', {}, dedupeWindowMs))) {
+      skipped.push({ index, submissionId: parsed.id ?? null, reason: 'already received (HubSpot retry)' });
       continue;
     }
     if (!parsed.lead) {
@@ -187,13 +217,24 @@ export function webhookRoutes(deps: IntakeApiDeps): AnyRoute[] {
         200: { description: 'Handled (or a replay, ignored)', schema: Received },
         400: { description: 'No usable lead in the request' },
         401: { description: 'Missing, stale or wrong signature' },
+        413: { description: 'More submissions in one request than HUBSPOT_WEBHOOK_MAX_BATCH, or a body over API_BODY_LIMIT' },
       },
       async handler({ req }) {
         const { signature } = verify(deps, req);
         const digest = createHash('sha256').update(signature).digest('hex');
         const submissions: unknown[] = Array.isArray(req.body) ? req.body : [req.body];
+        const { maxBatch } = deps.config.api.hubspotWebhook;
+        if (submissions.length > maxBatch) {
+          throw new HttpProblem({
+            title: 'Payload too large',
+            status: 413,
+            detail: `The request carries ${submissions.length} submissions; at most ${maxBatch} are taken per request (HUBSPOT_WEBHOOK_MAX_BATCH).`,
+            maxBatch,
+          });
+        }
         const outcome = await inTransaction(deps.pool, async (db) => {
-          if (!(await claimReceipt(db, 'hubspot', `signature:${digest}`, 'received', { count: submissions.length }))) return undefined;
+          // A signed request can be replayed only while its timestamp is within the window either side of now.
+          if (!(await claimReceipt(db, 'hubspot', `signature:${digest}`, 'received', { count: submissions.length }, 2 * SIGNATURE_WINDOW_MS))) return undefined;
           return receive(deps, db, submissions);
         }).catch((err: unknown) => {
           if (err instanceof HttpProblem) throw err;

@@ -5,6 +5,11 @@ import { insertAuthAudit, type AuthAuditRow } from '../../lib/store/auth-audit.j
 
 export { DECISIONS, type AuthAuditRow, type Decision } from '../../lib/store/auth-audit.js';
 
+/** Refusals of one address on one route are summed into one row per this period. */
+const REFUSED_SUMMARY_MS = 60_000;
+/** Addresses × routes counted at once; past this, the oldest counts are written early. */
+const MAX_REFUSED_ENTRIES = 10_000;
+
 /**
  * Writes one row per auth decision without putting a database round trip on
  * the request path: rows are queued and inserted in batches (one statement per
@@ -18,13 +23,18 @@ export class AuthAuditWriter {
   private closed = false;
   private dropped = 0;
   private lastWarning = 0;
+  /** Refusals counted since their row was last written, by address and route. */
+  private refusedCounts = new Map<string, { row: AuthAuditRow; count: number; since: number }>();
 
   constructor(
     private readonly pool: Pool,
     private readonly log: Logger,
     private readonly options: { flushIntervalMs: number; batchSize: number; maxQueue: number },
   ) {
-    this.timer = setInterval(() => void this.flush().catch(() => undefined), options.flushIntervalMs);
+    this.timer = setInterval(() => {
+      this.summarise(false);
+      void this.flush().catch(() => undefined);
+    }, options.flushIntervalMs);
     this.timer.unref();
   }
 
@@ -41,12 +51,43 @@ export class AuthAuditWriter {
     else if (this.queue.length >= this.options.batchSize) void this.flush().catch(() => undefined);
   }
 
+  /**
+   * A request refused because its address spent its failed-auth budget. A
+   * flood of them must not become a flood of rows: the first refusal of an
+   * address on a route is written as it happens, the ones after it are counted
+   * and written as one row (`attempts`) per minute while they go on.
+   */
+  refused(row: AuthAuditRow): void {
+    const key = `${row.clientIp ?? ''} ${row.route}`;
+    const entry = this.refusedCounts.get(key);
+    if (entry) {
+      entry.count += 1;
+      entry.row.at = row.at;
+      return;
+    }
+    this.record(row);
+    this.refusedCounts.set(key, { row: { ...row, requestId: null, traceId: null }, count: 0, since: Date.now() });
+    if (this.refusedCounts.size > MAX_REFUSED_ENTRIES) this.summarise(false, this.refusedCounts.size - MAX_REFUSED_ENTRIES);
+  }
+
   get pending(): number {
     return this.queue.length;
   }
 
-  /** Writes everything queued so far (one batch at a time). */
-  flush(): Promise<void> {
+  /** Queues the counted refusals as rows: those counted for a full period, or all of them; or the `oldest` n at least. */
+  private summarise(all: boolean, oldest = 0): void {
+    const now = Date.now();
+    for (const [key, entry] of this.refusedCounts) {
+      if (!all && oldest <= 0 && now - entry.since < REFUSED_SUMMARY_MS) continue;
+      oldest -= 1;
+      this.refusedCounts.delete(key);
+      if (entry.count > 0) this.record({ ...entry.row, attempts: entry.count });
+    }
+  }
+
+  /** Writes everything queued so far (one batch at a time); with `summaries`, the refusals counted so far too. */
+  flush(options: { summaries?: boolean } = {}): Promise<void> {
+    if (options.summaries) this.summarise(true);
     if (this.flushing) return this.flushing.then(() => (this.queue.length > 0 ? this.flush() : undefined));
     if (this.queue.length === 0) return Promise.resolve();
     this.flushing = this.drain().finally(() => {
@@ -59,6 +100,7 @@ export class AuthAuditWriter {
   async close(timeoutMs = 10_000): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
+    this.summarise(true);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {

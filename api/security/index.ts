@@ -2,6 +2,8 @@ import type { RequestHandler, Router } from 'express';
 import pg from 'pg';
 import { ApiKeyStore } from '../../lib/store/api-keys.js';
 import { ConfigError } from '../../lib/config/config.js';
+import { pruneAuthAudit } from '../../lib/store/auth-audit.js';
+import { pruneReceipts } from '../../lib/store/webhooks.js';
 import type { SecurityConfig } from '../../lib/config/security.js';
 import type { ApiDeps } from '../deps.js';
 import { docsRouter, openApiHandler } from '../docs.js';
@@ -22,8 +24,21 @@ export interface Security {
   checks: DependencyCheck[];
   /** Routes outside /v1 (docs). */
   extras: { path: string; handler: RequestHandler | Router }[];
+  /** One round of the periodic pruning (also run by a timer): what each part deleted. */
+  prune(): Promise<PruneResult>;
   close(): Promise<void>;
 }
+
+/** Rows deleted by one pruning round: auth audit rows past AUTH_AUDIT_RETENTION, expired webhook receipts, spent rate-limit counters. */
+export interface PruneResult {
+  authAudit: number;
+  webhookReceipts: number;
+  rateLimits: number;
+}
+
+/** Every replica prunes this often (the first round shortly after it starts); rounds of several replicas do not collide. */
+const PRUNE_EVERY_MS = 5 * 60_000;
+const FIRST_PRUNE_MS = 15_000;
 
 export interface SecurityOptions {
   /** Settings instead of the loaded configuration's `security` (tests, benchmarks). */
@@ -34,6 +49,8 @@ export interface SecurityOptions {
   routes?: AnyRoute[];
   /** Test mode: called for every response that does not match the OpenAPI document. */
   onContractViolation?: (violation: ContractViolation) => void;
+  /** How often the pruning runs (tests); default every 5 minutes. */
+  pruneEveryMs?: number;
 }
 
 export interface SecurityInternals extends Security {
@@ -72,9 +89,33 @@ export async function createSecurity(deps: ApiDeps, options: SecurityOptions = {
   if (options.onContractViolation) middleware.push(contractChecker(openapi(), options.onContractViolation));
   middleware.push(securityMiddleware({ store, limits, audit, settings, log: deps.log }));
 
-  // PostgreSQL counters of long-gone windows are pruned here, once per replica every few minutes.
-  const prune = setInterval(() => void limits.prune().catch(() => undefined), 5 * 60_000);
-  prune.unref();
+  // What would otherwise grow without end is pruned here, by every replica: rate-limit counters of
+  // long-gone windows, auth audit rows past their retention, expired webhook receipts. Each delete
+  // is idempotent and skips rows another replica is deleting, so rounds may overlap.
+  let pruning: Promise<PruneResult> | undefined;
+  const prune = (): Promise<PruneResult> =>
+    (pruning ??= (async () => {
+      const [authAudit, webhookReceipts, rateLimits] = await Promise.all([
+        pruneAuthAudit(deps.pool, settings.audit.retentionMs),
+        pruneReceipts(deps.pool),
+        limits.prune(),
+      ]);
+      return { authAudit, webhookReceipts, rateLimits };
+    })().finally(() => {
+      pruning = undefined;
+    }));
+  let lastPruneWarning = 0;
+  const pruneQuietly = () =>
+    void prune().catch((err: Error) => {
+      if (Date.now() - lastPruneWarning < 60_000) return;
+      lastPruneWarning = Date.now();
+      deps.log.warn({ err: err.message }, 'pruning the auth audit, webhook receipts or rate-limit counters failed; retrying on the next round');
+    });
+  const everyMs = options.pruneEveryMs ?? PRUNE_EVERY_MS;
+  const firstPrune = setTimeout(pruneQuietly, Math.min(FIRST_PRUNE_MS, everyMs));
+  const pruneTimer = setInterval(pruneQuietly, everyMs);
+  firstPrune.unref();
+  pruneTimer.unref();
 
   return {
     middleware,
@@ -88,8 +129,11 @@ export async function createSecurity(deps: ApiDeps, options: SecurityOptions = {
     audit,
     settings,
     openapi,
+    prune,
     async close() {
-      clearInterval(prune);
+      clearTimeout(firstPrune);
+      clearInterval(pruneTimer);
+      await pruning?.catch(() => undefined);
       await Promise.all([audit.close().finally(() => auditPool.end()), limits.close()]);
     },
   };

@@ -5,8 +5,9 @@ import type { Logger } from '../../lib/config/logger.js';
 import { formatRateLimit, parseRateLimit, type RateLimit, type SecurityConfig } from '../../lib/config/security.js';
 import { sendProblem } from '../problem.js';
 import type { AnyRoute, Caller, Scope } from '../route.js';
-import type { AuthAuditWriter, Decision } from './audit.js';
+import type { AuthAuditRow, AuthAuditWriter, Decision } from './audit.js';
 import type { LimitCheck, RateLimits } from './rate-limit.js';
+import { FailedAuthLimiter } from './failed-auth.js';
 import { stepDuration } from '../metrics.js';
 
 const REALM = 'Bearer realm="prospector"';
@@ -52,23 +53,81 @@ export function unknownRouteLimits(routes: AnyRoute[], settings: SecurityConfig)
   return Object.keys(settings.rateLimits.routes).filter((name) => !known.has(name));
 }
 
-/** Auth first (keys and scopes), then rate limits: the per-route middleware of every /v1 route. */
+/**
+ * The per-route middleware of every /v1 route: an address over its
+ * failed-auth budget is refused first, then auth (keys and scopes), then rate limits.
+ */
 export function securityMiddleware(deps: SecurityMiddlewareDeps): (route: AnyRoute) => RequestHandler[] {
+  const failures = new FailedAuthLimiter(deps.limits, deps.settings.rateLimits.authFailures);
   return (route) => {
     const handlers: RequestHandler[] = [];
-    if (typeof route.auth === 'object') handlers.push(authenticate(route, route.auth.scope, deps));
+    if (route.auth !== 'public' && failures.limit) handlers.push(refuseSpentAddresses(route, failures, deps));
+    if (typeof route.auth === 'object') handlers.push(authenticate(route, route.auth.scope, failures, deps));
     handlers.push(rateLimit(route, deps));
     return handlers;
   };
 }
 
-function authenticate(route: AnyRoute, scope: Scope, deps: SecurityMiddlewareDeps): RequestHandler {
+/**
+ * Keyed and signed routes: an address that spent its failed-auth budget gets
+ * 429 before its key or signature is looked at. A signed webhook checks its
+ * own signature, so its 401s are counted here once answered.
+ */
+function refuseSpentAddresses(route: AnyRoute, failures: FailedAuthLimiter, deps: SecurityMiddlewareDeps): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const address = req.ip ?? 'unknown';
+    const blockedFor = failures.blockedFor(address);
+    if (blockedFor !== undefined) return tooManyFailures(req, res, route, failures, blockedFor, deps.audit);
+    if (route.auth === 'signed-webhook') {
+      res.once('finish', () => {
+        if (res.statusCode === 401) void spendFailure(failures, address, deps.log);
+      });
+    }
+    next();
+  };
+}
+
+let lastFailureWarning = 0;
+
+/** Spends a failed-auth point; a store that cannot count lets the 401 through (and says so, at most every 10 s). */
+async function spendFailure(failures: FailedAuthLimiter, address: string, log: Logger) {
+  try {
+    return await failures.failed(address);
+  } catch (err) {
+    if (Date.now() - lastFailureWarning > 10_000) {
+      lastFailureWarning = Date.now();
+      log.warn({ err: (err as Error).message }, 'failed-auth limit check failed; request answered 401');
+    }
+    return undefined;
+  }
+}
+
+/** 429 for an address over its failed-auth budget: counted in the audit (AuthAuditWriter.refused), not one row each. */
+function tooManyFailures(req: Request, res: Response, route: AnyRoute, failures: FailedAuthLimiter, resetS: number, writer: AuthAuditWriter): void {
+  if (typeof route.auth === 'object') {
+    writer.refused(auditRow(req, route, route.auth.scope, { keyId: null, keyPrefix: null, decision: 'deny_rate', status: 429, at: new Date() }));
+  }
+  res.set('Retry-After', String(resetS));
+  sendProblem(res, {
+    title: 'Too many requests',
+    status: 429,
+    detail: `Too many failed authentications from this address (limit ${formatRateLimit(failures.limit)}); retry in ${resetS} s.`,
+  });
+}
+
+function authenticate(route: AnyRoute, scope: Scope, failures: FailedAuthLimiter, deps: SecurityMiddlewareDeps): RequestHandler {
   return async (req: Request, res: Response, next: NextFunction) => {
     const audit = startAudit(req, res, route, scope, deps.audit);
+    /** A 401, unless this failure is beyond the address's budget: then 429, counted instead of its own row. */
+    const refuse = async (decision: Decision, error: 'invalid_request' | 'invalid_token' | undefined, detail: string) => {
+      const spent = await spendFailure(failures, req.ip ?? 'unknown', deps.log);
+      if (spent?.beyond) return tooManyFailures(req, res, route, failures, spent.resetS, deps.audit);
+      audit.decision = decision;
+      unauthorized(res, error, detail);
+    };
     const presented = presentedKey(req);
     if (presented.kind !== 'key') {
-      audit.decision = 'deny_unauthenticated';
-      return unauthorized(res, presented.kind === 'missing' ? undefined : 'invalid_request', presented.kind === 'missing'
+      return refuse('deny_unauthenticated', presented.kind === 'missing' ? undefined : 'invalid_request', presented.kind === 'missing'
         ? 'An API key is required: send "Authorization: Bearer <key>" or "X-API-Key: <key>".'
         : 'The Authorization header must be "Bearer <key>".');
     }
@@ -84,16 +143,9 @@ function authenticate(route: AnyRoute, scope: Scope, deps: SecurityMiddlewareDep
     if (!result.ok) {
       audit.keyId = result.key?.id ?? null;
       audit.keyPrefix = result.key ? null : (result.prefix ?? null);
-      if (result.reason === 'revoked') {
-        audit.decision = 'deny_revoked';
-        return unauthorized(res, 'invalid_token', 'This API key was revoked.');
-      }
-      if (result.reason === 'expired') {
-        audit.decision = 'deny_expired';
-        return unauthorized(res, 'invalid_token', `This API key expired at ${result.key!.expiresAt!.toISOString()}.`);
-      }
-      audit.decision = 'deny_unauthenticated';
-      return unauthorized(res, 'invalid_token', 'The API key is not valid.');
+      if (result.reason === 'revoked') return refuse('deny_revoked', 'invalid_token', 'This API key was revoked.');
+      if (result.reason === 'expired') return refuse('deny_expired', 'invalid_token', `This API key expired at ${result.key!.expiresAt!.toISOString()}.`);
+      return refuse('deny_unauthenticated', 'invalid_token', 'The API key is not valid.');
     }
     const key = result.key;
     audit.keyId = key.id;
@@ -197,23 +249,24 @@ function startAudit(req: Request, res: Response, route: AnyRoute, scope: Scope |
   const at = new Date();
   res.once('close', () => {
     if (!pending.decision) return;
-    writer.record({
-      at,
-      keyId: pending.keyId,
-      keyPrefix: pending.keyPrefix,
-      route: routeLabel(route),
-      operationId: route.operationId,
-      method: req.method,
-      requestId: header(req, 'x-request-id'),
-      traceId: traceId(req),
-      decision: pending.decision,
-      // A client that hung up before the answer gets nginx's 499.
-      status: res.writableFinished ? res.statusCode : 499,
-      scope,
-      clientIp: req.ip ?? null,
-    });
+    // A client that hung up before the answer gets nginx's 499.
+    const status = res.writableFinished ? res.statusCode : 499;
+    writer.record(auditRow(req, route, scope, { at, keyId: pending.keyId, keyPrefix: pending.keyPrefix, decision: pending.decision, status }));
   });
   return pending;
+}
+
+function auditRow(req: Request, route: AnyRoute, scope: Scope | null, row: Pick<AuthAuditRow, 'at' | 'keyId' | 'keyPrefix' | 'decision' | 'status'>): AuthAuditRow {
+  return {
+    ...row,
+    route: routeLabel(route),
+    operationId: route.operationId,
+    method: req.method,
+    requestId: header(req, 'x-request-id'),
+    traceId: traceId(req),
+    scope,
+    clientIp: req.ip ?? null,
+  };
 }
 
 function header(req: Request, name: string): string | null {

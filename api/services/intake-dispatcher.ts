@@ -313,7 +313,7 @@ export class IntakeDispatcher {
   /** Backs the row off; it stays in the outbox with the reason. */
   private async fail(row: ClaimedSubmission, err: Error): Promise<void> {
     const delay = Math.min(this.options.retryMaxMs, this.options.retryInitialMs * 2 ** Math.min(row.attempts - 1, 20)) * (0.8 + Math.random() * 0.4);
-    this.warn('starting an intake failed; the submission waits in the outbox and is retried', err, { workflowId: row.workflow_id, attempts: row.attempts, retryInMs: Math.round(delay) });
+    this.warn('starting an intake failed; the submission waits in the outbox and is retried', err, { submissionId: row.id, attempts: row.attempts, retryInMs: Math.round(delay) });
     await backOff(this.deps.pool, row.id, errorText(err), delay).catch((e: Error) => this.warn('recording a failed dispatch failed; the lease will expire', e));
   }
 

@@ -1,5 +1,6 @@
 import type { Client } from '@temporalio/client';
-import { intakeWorkflowId, normaliseEmail, type IntakeInput } from '../../lib/domain/prospect.js';
+import { intakeWorkflowId, type IntakeInput } from '../../lib/domain/prospect.js';
+import { normaliseEmail } from '../../lib/domain/email.js';
 import { ApprovalState, ProspectDomain, ProspectStage } from '../../lib/domain/search-attributes.js';
 import { INTAKE_WORKFLOW } from '../../workflows/intake/messages.js';
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { intakeWorkflowId, normaliseEmail, type LeadInput, type SendMode } from '../../lib/domain/prospect.js';
+import { intakeWorkflowId, type LeadInput, type SendMode } from '../../lib/domain/prospect.js';
+import { normaliseEmail } from '../../lib/domain/email.js';
 import { deploymentSends } from '../../lib/domain/send-policy.js';
 import { fieldsWithoutNul } from '../../lib/domain/text.js';
 import { storeSubmissions, type QueuedSubmission } from '../../lib/store/outbox.js';
@@ -80,7 +81,8 @@ export async function submitLead(
   try {
     attached = db ? (await storeSubmissions(db, [submission]))[0]! : await outboxWriter(deps.pool).write(submission);
   } catch (err) {
-    deps.log.warn({ err: (err as Error).message, workflowId: submission.workflowId }, 'storing a lead failed');
+    // The submission id, not the workflow id: that one holds the person's email address.
+    deps.log.warn({ err: (err as Error).message, submissionId: submission.id }, 'storing a lead failed');
     throw leadNotStored();
   }
   // Committed: wake the dispatchers. (A caller with its own transaction signals after its commit.)

@@ -16,15 +16,17 @@ export interface ManagedProcess {
  * Starts one of our TypeScript entry points as a child in its own process
  * group (so Ctrl-C reaches only the supervisor, which stops things in order)
  * with an IPC channel (a child shuts itself down when the channel closes, so a
- * killed supervisor leaves no orphans).
+ * killed supervisor leaves no orphans). `nodeArgs` go to node itself (a
+ * worker's --max-old-space-size).
  */
 export function startNodeProcess(
   name: string,
   args: string[],
   env: NodeJS.ProcessEnv,
   onLine: (name: string, line: string) => void,
+  nodeArgs: string[] = [],
 ): ManagedProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, args[0]!), ...args.slice(1)], {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', path.join(ROOT, args[0]!), ...args.slice(1)], {
     cwd: ROOT,
     env,
     detached: true,

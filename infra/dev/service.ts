@@ -5,6 +5,7 @@ import { startEmbeddedPostgres } from '../postgres-dev.js';
 import { runningPid, stopCluster } from '../postgres-ctl.js';
 import { findTemporalCli, startTemporalDevServer } from '../temporal-dev.js';
 import { reportReady } from '../../lib/config/ready.js';
+import { codecEndpoint } from '../../api/routes/codec.js';
 
 /**
  * Runs one infrastructure piece for the dev stack (`temporal` or `postgres`)
@@ -37,6 +38,8 @@ if (which === 'temporal') {
     // workflows about twice as fast as SQLite's default full sync.
     sqlitePragmas: ['journal_mode=wal', 'synchronous=normal'],
     namespace: config.temporal.namespace,
+    // The UI decodes the encrypted payloads through the API (after a sign-in there: docs/temporal-payloads.md).
+    uiCodecEndpoint: codecEndpoint(config),
     onOutput: (line) => console.log(line),
   });
   stopHandlers.push(() => server.stop());

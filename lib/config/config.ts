@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { harvestConfigFrom, harvestSettingsSchema, type HarvestConfig } from './harvest.js';
+import { outboundConfigFrom, outboundSettingsSchema, type OutboundConfig } from './outbound.js';
+import { payloadKeysFrom, KEY_ID_PATTERN, type PayloadKeyring } from './payload-keys.js';
 import { defaultSecretProvider, type SecretProvider } from './secrets.js';
 import { securityConfigFrom, securitySettingsSchema, type SecurityConfig } from './security.js';
 import {
@@ -11,6 +13,7 @@ import {
   gatherProblems,
   mergeSettings,
   problemsOf,
+  connectionUrlSetting,
   readSecrets,
   readSettingsFile,
   type RawSettings,
@@ -53,9 +56,15 @@ const settingsSchema = z.object({
 
   PORT: port(3000),
   API_BODY_LIMIT: z.string().regex(/^\d+(b|kb|mb)$/i, 'expected a size such as "100kb" or "1mb"').default('100kb'),
+  // JSON bodies nested deeper than this are refused while parsing, before any code walks them
+  // (validation and the NUL check recurse: a few thousand levels overflow the stack).
+  API_JSON_MAX_DEPTH: z.coerce.number({ error: 'expected a whole number of levels' }).int().min(2).max(1_000).default(64),
+  HUBSPOT_WEBHOOK_MAX_BATCH: z.coerce.number({ error: 'expected a whole number of submissions' }).int().min(1).max(10_000).default(100),
+  // An event's receipt outlives HubSpot's retries of a failed delivery (about 34 hours for webhook subscriptions).
+  HUBSPOT_WEBHOOK_DEDUPE_WINDOW: duration('7d'),
   PUBLIC_URL: url.optional(),
 
-  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'expected a postgres:// connection URL').optional(),
+  DATABASE_URL: connectionUrlSetting(['postgres', 'postgresql'], 'postgres://user:password@host:5432/prospector').optional(),
   EMBEDDED_PG_PORT: port(54329),
   DB_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
 
@@ -68,9 +77,17 @@ const settingsSchema = z.object({
   TEMPORAL_UI_URL: url.optional(),
   TEMPORAL_CLI_PATH: optionalText,
   TEMPORAL_ALLOW_INSECURE: bool(false),
+  // Which PAYLOAD_KEYS entry encrypts new payloads (lib/config/payload-keys.ts); unset: the first.
+  PAYLOAD_KEY_ID: z.string().regex(KEY_ID_PATTERN, 'expected a key id of letters, digits, ".", "_" or "-"').optional(),
+  // How long a browser's sign-in to the codec endpoint lasts (api/routes/codec.ts).
+  PAYLOAD_CODEC_SESSION_TTL: duration('8h', { max: 7 * 86_400_000 }),
 
   WORKER_SHUTDOWN_GRACE: duration('90s'),
   WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  // Which task queues this worker process serves (comma list); unset: the intake's and the harvest's both.
+  WORKER_TASK_QUEUES: optionalText,
+  // V8 heap bound of a worker process in MiB (node --max-old-space-size): a blow-up ends that process, not the host.
+  WORKER_MAX_HEAP: z.coerce.number({ error: 'expected a size in MiB' }).int('expected a whole number of MiB').min(128).max(65_536).default(1024),
 
   SANDBOX_URL: url.default('http://127.0.0.1:4010'),
   SANDBOX_PORT: port(4010),
@@ -86,7 +103,7 @@ const settingsSchema = z.object({
   OPENAI_MODEL: z.string().min(1).default('gpt-4o-mini'),
   SLACK_CHANNEL: z.string().min(1).default('#prospector'),
 
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'expected a redis:// URL').optional(),
+  REDIS_URL: connectionUrlSetting(['redis', 'rediss'], 'redis://:password@host:6379').optional(),
   CORS_ORIGINS: z.string().default(''),
 });
 
@@ -106,10 +123,11 @@ const SECRET_SETTINGS = [
   'API_KEY_PEPPER',
   'APPROVAL_TOKEN_SECRET',
   'APPROVAL_TOKEN_SECRET_PREVIOUS',
+  'PAYLOAD_KEYS',
 ] as const;
 
 /** Every setting read from the environment and the file: these, and those the owning modules validate. */
-const SETTING_NAMES: ReadonlySet<string> = new Set([settingsSchema, harvestSettingsSchema, securitySettingsSchema].flatMap((schema) => Object.keys(schema.shape)));
+const SETTING_NAMES: ReadonlySet<string> = new Set([settingsSchema, harvestSettingsSchema, securitySettingsSchema, outboundSettingsSchema].flatMap((schema) => Object.keys(schema.shape)));
 
 type SecretName = (typeof SECRET_SETTINGS)[number];
 
@@ -130,7 +148,16 @@ export interface Config {
   dataDir: string;
   /** Where snapshots go when a command names no directory; unset means under dataDir (lib/ops/snapshots.ts). */
   snapshots: { dir?: string };
-  api: { port: number; bodyLimit: string; publicUrl: string; corsOrigins: string[] };
+  api: {
+    port: number;
+    bodyLimit: string;
+    /** Deepest nesting of a JSON body (arrays and objects) the API parses. */
+    jsonMaxDepth: number;
+    publicUrl: string;
+    corsOrigins: string[];
+    /** The HubSpot webhook: submissions taken per request, and how long an event's receipt recognises its retries. */
+    hubspotWebhook: { maxBatch: number; dedupeWindowMs: number };
+  };
   database: { url?: string; embeddedPort: number; poolMax: number };
   temporal: {
     address: string;
@@ -144,8 +171,19 @@ export interface Config {
     cliPath?: string;
     /** Production runs without mTLS or an API key to Temporal only when this is set (and says so loudly). */
     allowInsecure: boolean;
+    /** Keys of the payload codec every client and worker uses (lib/config/payload-codec.ts); unset only outside production. */
+    payloadKeys?: PayloadKeyring;
+    /** Lifetime of a browser's codec session (the Temporal UI decoding through the API). */
+    codecSessionTtlMs: number;
   };
-  worker: { shutdownGraceMs: number; metricsPort: number };
+  worker: {
+    shutdownGraceMs: number;
+    metricsPort: number;
+    /** The task queues this process serves (WORKER_TASK_QUEUES, else the intake's and the harvest's). */
+    taskQueues: string[];
+    /** The V8 heap bound its supervisor starts it with, in MiB. */
+    maxHeapMb: number;
+  };
   sandbox: { url: string; port: number };
   outreach: {
     senderEmail: string;
@@ -174,6 +212,8 @@ export interface Config {
   };
   harvest: HarvestConfig;
   security: SecurityConfig;
+  /** Our own fetches of URLs that configuration or data name (lib/config/outbound.ts). */
+  outbound: OutboundConfig;
 }
 
 /**
@@ -206,14 +246,45 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
   const security = gatherProblems(problems, () =>
     securityConfigFrom(raw, { production: raw.PROSPECTOR_ENV === 'production', pepper: secretValues.API_KEY_PEPPER }),
   );
+  const outbound = gatherProblems(problems, () => outboundConfigFrom(raw));
+  const payloadKeys = gatherProblems(problems, () =>
+    payloadKeysFrom({ secret: secretValues.PAYLOAD_KEYS, keyId: parsed.data?.PAYLOAD_KEY_ID, production: raw.PROSPECTOR_ENV === 'production', dataDir: path.resolve(raw.DATA_DIR ?? '.data') }),
+  );
+  const intakeQueue = parsed.data?.INTAKE_TASK_QUEUE ?? harvest?.tuning.intakeTaskQueue;
+  const taskQueues = harvest && intakeQueue ? gatherProblems(problems, () => workerTaskQueues(raw.WORKER_TASK_QUEUES, intakeQueue, harvest.taskQueue)) : undefined;
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
     ...core!,
-    intake: { taskQueue: parsed.data!.INTAKE_TASK_QUEUE ?? harvest!.tuning.intakeTaskQueue },
+    temporal: { ...core!.temporal, payloadKeys },
+    worker: { ...core!.worker, taskQueues: taskQueues! },
+    intake: { taskQueue: intakeQueue! },
     harvest: harvest!,
     security: security!,
+    outbound: outbound!,
   };
+}
+
+/**
+ * The task queues one worker process serves. Intake and harvest run in
+ * separate processes in the dev stack and in compose, so a harvest that
+ * crashes or exhausts its heap cannot stop an intake or a send; a single
+ * process serving both stays possible (the default, e.g. `npm run worker`).
+ */
+function workerTaskQueues(value: string | undefined, intakeQueue: string, harvestQueue: string): string[] {
+  const known = [...new Set([intakeQueue, harvestQueue])];
+  if (!value) return known;
+  const queues = [...new Set(value.split(',').map((q) => q.trim()).filter(Boolean))];
+  const unknown = queues.filter((q) => !known.includes(q));
+  if (queues.length === 0 || unknown.length > 0) {
+    throw new ConfigError([
+      {
+        setting: 'WORKER_TASK_QUEUES',
+        message: `expected a comma list of the intake queue "${intakeQueue}" (INTAKE_TASK_QUEUE) and/or the harvest queue "${harvestQueue}" (HARVEST_TASK_QUEUE)${unknown.length ? `, got ${unknown.map((q) => `"${q}"`).join(', ')}` : ''}`,
+      },
+    ]);
+  }
+  return queues;
 }
 
 /**
@@ -234,7 +305,7 @@ function fileProblems(file: RawSettings, name: string | undefined): SettingProbl
 }
 
 /** The configuration of the settings validated here; loadConfig adds what the modules' settings make. */
-type CoreConfig = Omit<Config, 'intake' | 'harvest' | 'security'>;
+type CoreConfig = Omit<Config, 'intake' | 'harvest' | 'security' | 'outbound' | 'worker'> & { worker: Omit<Config['worker'], 'taskQueues'> };
 
 function buildConfig(s: Settings, secret: Partial<Record<SecretName, string>>): CoreConfig {
   const sandbox = s.SANDBOX_URL.replace(/\/$/, '');
@@ -250,8 +321,10 @@ function buildConfig(s: Settings, secret: Partial<Record<SecretName, string>>): 
     api: {
       port: s.PORT,
       bodyLimit: s.API_BODY_LIMIT,
+      jsonMaxDepth: s.API_JSON_MAX_DEPTH,
       publicUrl: s.PUBLIC_URL ?? `http://localhost:${s.PORT}`,
       corsOrigins: s.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean),
+      hubspotWebhook: { maxBatch: s.HUBSPOT_WEBHOOK_MAX_BATCH, dedupeWindowMs: s.HUBSPOT_WEBHOOK_DEDUPE_WINDOW },
     },
     database: { url: s.DATABASE_URL, embeddedPort: s.EMBEDDED_PG_PORT, poolMax: s.DB_POOL_MAX },
     temporal: {
@@ -265,8 +338,9 @@ function buildConfig(s: Settings, secret: Partial<Record<SecretName, string>>): 
       uiUrl: (s.TEMPORAL_UI_URL ?? `http://${host}:${s.TEMPORAL_UI_PORT}`).replace(/\/$/, ''),
       cliPath: s.TEMPORAL_CLI_PATH,
       allowInsecure: s.TEMPORAL_ALLOW_INSECURE,
+      codecSessionTtlMs: s.PAYLOAD_CODEC_SESSION_TTL,
     },
-    worker: { shutdownGraceMs: s.WORKER_SHUTDOWN_GRACE, metricsPort: s.WORKER_METRICS_PORT },
+    worker: { shutdownGraceMs: s.WORKER_SHUTDOWN_GRACE, metricsPort: s.WORKER_METRICS_PORT, maxHeapMb: s.WORKER_MAX_HEAP },
     sandbox: { url: sandbox, port: s.SANDBOX_PORT },
     outreach: { senderEmail: s.SENDER_EMAIL, sendMode: s.SEND_MODE, approvalTimeoutMs: s.APPROVAL_TIMEOUT, sendLookupPatienceMs: s.SEND_LOOKUP_PATIENCE },
     approvals: {

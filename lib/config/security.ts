@@ -37,8 +37,14 @@ export interface SecurityConfig {
     anonymous?: RateLimit;
     /** Per-route overrides by operationId, rate-limit bucket, or "METHOD /v1/path"; undefined = off. */
     routes: Record<string, RateLimit | undefined>;
+    /**
+     * Failed authentications (401: no, bad, revoked or expired key; a wrong webhook signature) per
+     * client address; once spent, every keyed or signed request from it gets 429. undefined = off.
+     */
+    authFailures?: RateLimit;
   };
-  audit: { flushIntervalMs: number; batchSize: number; maxQueue: number };
+  /** Batching of the auth audit, and how long its rows are kept (deleted after, by every replica's pruning). */
+  audit: { flushIntervalMs: number; batchSize: number; maxQueue: number; retentionMs: number };
 }
 
 export const DEV_PEPPER = 'prospector-development-pepper-do-not-use-in-production';
@@ -113,6 +119,8 @@ export const securitySettingsSchema = z.object({
   AUDIT_FLUSH_INTERVAL: duration('250ms', 10_000),
   AUDIT_BATCH_SIZE: z.coerce.number().int().min(1).max(5000).default(500),
   AUDIT_MAX_QUEUE: z.coerce.number().int().min(100).default(100_000),
+  AUTH_AUDIT_RETENTION: durationSetting('90d'),
+  RATE_LIMIT_AUTH_FAILURES: rate('30/1m'),
 });
 
 export interface SecurityLoadOptions extends SettingsSource {
@@ -161,7 +169,8 @@ export function securityConfigFrom(raw: RawSettings, context: { production: bool
       key: s.RATE_LIMIT_KEY,
       anonymous: s.RATE_LIMIT_ANONYMOUS,
       routes: s.RATE_LIMIT_ROUTES,
+      authFailures: s.RATE_LIMIT_AUTH_FAILURES,
     },
-    audit: { flushIntervalMs: s.AUDIT_FLUSH_INTERVAL, batchSize: s.AUDIT_BATCH_SIZE, maxQueue: s.AUDIT_MAX_QUEUE },
+    audit: { flushIntervalMs: s.AUDIT_FLUSH_INTERVAL, batchSize: s.AUDIT_BATCH_SIZE, maxQueue: s.AUDIT_MAX_QUEUE, retentionMs: s.AUTH_AUDIT_RETENTION },
   };
 }

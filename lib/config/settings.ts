@@ -103,15 +103,42 @@ export async function readSecrets<Name extends string>(
   return values;
 }
 
-/** zod's issues as problems naming the setting, with the value given (settings parsed here are never secrets). */
+/**
+ * Settings whose value can carry a credential: any URL (user:password, a
+ * token in the path such as a Slack webhook), tokens, secrets, passwords and
+ * keys. Problems with them name the setting and never show the value.
+ */
+export function mayHoldCredentials(setting: string): boolean {
+  return /(_URL|_URI|_DSN|_KEY|_KEYS)$|TOKEN|SECRET|PASSWORD|CREDENTIAL|PEPPER/.test(setting);
+}
+
+/** zod's issues as problems naming the setting, with the value given unless it may hold a credential. */
 export function problemsOf(error: z.ZodError, raw: RawSettings): SettingProblem[] {
   return error.issues.map((issue) => {
     const setting = String(issue.path[0] ?? 'config');
     const value = raw[setting];
-    const shown = issue.code === 'custom' || value === undefined ? '' : `, got "${value}"`;
-    return { setting, message: `${issue.message}${shown}` };
+    const hidden = mayHoldCredentials(setting);
+    const shown = issue.code === 'custom' || value === undefined || hidden ? '' : `, got "${value}"`;
+    const why = hidden && value !== undefined ? ' (the value is not shown: it can hold a password or token)' : '';
+    return { setting, message: `${issue.message}${shown}${why}` };
   });
 }
+
+/**
+ * A connection URL with one of `schemes`, parsed (not pattern-matched), whose
+ * problems never repeat the value: it usually carries a password.
+ */
+export const connectionUrlSetting = (schemes: string[], example: string) =>
+  z.string().refine(
+    (value) => {
+      try {
+        return schemes.includes(new URL(value).protocol.replace(/:$/, ''));
+      } catch {
+        return false;
+      }
+    },
+    { message: `expected a connection URL such as ${example}` },
+  );
 
 /** Runs `build`; the problems of a ConfigError it throws are added to `problems` (and undefined returned). */
 export function gatherProblems<T>(problems: SettingProblem[], build: () => T): T | undefined {

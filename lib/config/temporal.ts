@@ -2,7 +2,10 @@ import { readFile } from 'node:fs/promises';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import proto from '@temporalio/proto';
+import type { DataConverter, PayloadCodec } from '@temporalio/common';
 import type { Config } from './config.js';
+import { ConfigError } from './settings.js';
+import { EncryptionCodec } from './payload-codec.js';
 import type { Logger } from './logger.js';
 import { SEARCH_ATTRIBUTES } from '../domain/search-attributes.js';
 
@@ -31,14 +34,40 @@ export function warnIfInsecure(config: Pick<Config, 'env' | 'temporal'>, log: Lo
   );
 }
 
+/**
+ * The codec every client and worker of this deployment encrypts payloads with
+ * (lib/config/payload-codec.ts). Without keys (development without `npm start`'s
+ * key file) nothing may talk to Temporal: a client without the codec would
+ * write personal data in clear and could not read what the workers wrote.
+ */
+export function payloadCodecFor(cfg: Pick<TemporalConfig, 'payloadKeys'>): PayloadCodec {
+  if (!cfg.payloadKeys) {
+    throw new ConfigError([
+      {
+        setting: 'PAYLOAD_KEYS',
+        message:
+          'not set, and no development key in DATA_DIR/dev-payload-keys: Temporal payloads are encrypted with it. ' +
+          '`npm start` makes that file once; elsewhere set PAYLOAD_KEYS to "id:base64-key", e.g. "k1:$(openssl rand -base64 32)"',
+      },
+    ]);
+  }
+  return new EncryptionCodec(cfg.payloadKeys);
+}
+
+/** The data converter of every Client and Worker: Temporal's JSON payloads, encrypted. */
+export function dataConverterFor(cfg: Pick<TemporalConfig, 'payloadKeys'>): DataConverter {
+  return { payloadCodecs: [payloadCodecFor(cfg)] };
+}
+
 export async function connectClient(cfg: TemporalConfig): Promise<Client> {
+  const dataConverter = dataConverterFor(cfg);
   const connection = await Connection.connect({
     address: cfg.address,
     tls: await tlsOptions(cfg),
     apiKey: cfg.apiKey,
     connectTimeout: '5s',
   });
-  return new Client({ connection, namespace: cfg.namespace });
+  return new Client({ connection, namespace: cfg.namespace, dataConverter });
 }
 
 export async function connectWorker(cfg: TemporalConfig): Promise<NativeConnection> {

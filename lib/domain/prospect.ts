@@ -25,8 +25,10 @@ const DOMAIN_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /**
  * One address per person: lower case, no `+tag`, googlemail → gmail without
  * dots. Refuses what cannot be an address, with a reason a person can act on.
+ * ASCII only, so workflow code can use it: lib/domain/email.ts takes
+ * internationalised domains first, everywhere else.
  */
-export function normaliseEmail(raw: unknown): NormalisedEmail {
+export function normaliseAsciiEmail(raw: unknown): NormalisedEmail {
   if (typeof raw !== 'string') return { ok: false, reason: 'email is required' };
   const text = raw.trim().replace(/^mailto:/i, '').toLowerCase();
   if (!text) return { ok: false, reason: 'email is required' };
@@ -50,7 +52,7 @@ export function normaliseEmail(raw: unknown): NormalisedEmail {
   return { ok: true, email: `${local}@${domain}`, domain, local };
 }
 
-function clip(value: unknown): string {
+export function clip(value: unknown): string {
   const s = String(value);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
@@ -68,18 +70,6 @@ export function emailFromWorkflowId(workflowId: string): string | undefined {
 // ---- suppression patterns ---------------------------------------------------------
 
 export type SuppressionPattern = { ok: true; pattern: string; kind: 'address' | 'domain' } | { ok: false; reason: string };
-
-/** `name@domain` (normalised like a lead) or `*@domain` (the domain and its subdomains). */
-export function parseSuppressionPattern(raw: unknown): SuppressionPattern {
-  if (typeof raw !== 'string' || !raw.trim()) return { ok: false, reason: 'pattern is required' };
-  const text = raw.trim().toLowerCase();
-  if (text.startsWith('*@')) {
-    const probe = normaliseEmail(`x${text.slice(1)}`);
-    return probe.ok ? { ok: true, pattern: `*@${probe.domain}`, kind: 'domain' } : { ok: false, reason: `"${clip(raw)}" is not a *@domain pattern` };
-  }
-  const email = normaliseEmail(text);
-  return email.ok ? { ok: true, pattern: email.email, kind: 'address' } : { ok: false, reason: `"${clip(raw)}" is neither an address nor a *@domain pattern` };
-}
 
 /** The suppression patterns that would catch this (normalised) address. */
 export function suppressionCandidates(email: string, domain: string): string[] {

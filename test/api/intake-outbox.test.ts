@@ -8,6 +8,7 @@ import { writeReadModel } from '../../lib/store/prospects.js';
 import { loadConfig, type Config } from '../../lib/config/config.js';
 import { createLogger } from '../../lib/config/logger.js';
 import { testDatabase, testTemporal, uniqueTaskQueue } from '../helpers/stack.js';
+import { testDataConverter } from '../helpers/payload-keys.js';
 import { uniqueLead } from '../workflow/intake-helpers.js';
 import { startProspectsApi, type ProspectsApi } from './prospects-api.js';
 
@@ -37,7 +38,7 @@ function countingClient(connection: Client['connection']): { client: Client; sta
       return next(input);
     },
   };
-  return { client: new Client({ connection, interceptors: { workflow: [counter] } }), starts };
+  return { client: new Client({ connection, interceptors: { workflow: [counter] }, dataConverter: testDataConverter() }), starts };
 }
 
 describe('intake outbox and dispatcher', () => {

@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import type { IntakeDispatcher, IntakeDispatcherOptions } from '../../api/services/intake-dispatcher.js';
 import type { IntakeApiDeps } from '../../api/services/submissions.js';
 import type { ContractViolation } from '../../api/security/contract.js';
+import type { PruneResult } from '../../api/security/index.js';
 import { buildApi } from '../../api/server.js';
 import type { Scope } from '../../api/route.js';
 import { ApiKeyStore } from '../../lib/store/api-keys.js';
@@ -25,6 +26,8 @@ export interface ProspectsApi {
   /** A key with these scopes; with an identity, it acts for that person (register them as an approver to decide). */
   key(scopes: Scope[], identity?: string): Promise<string>;
   call<T = any>(method: string, path: string, options?: { key?: string; body?: unknown; headers?: Record<string, string>; raw?: string }): Promise<{ status: number; body: T; headers: Headers }>;
+  /** One round of the API's periodic pruning, now. */
+  prune(): Promise<PruneResult>;
   close(): Promise<void>;
 }
 
@@ -77,6 +80,7 @@ export async function startProspectsApi(o: ProspectsApiOptions): Promise<Prospec
       const text = await res.text();
       return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
     },
+    prune: () => api.security.prune(),
     async close() {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));

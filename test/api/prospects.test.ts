@@ -91,6 +91,15 @@ describe('prospects API', () => {
     expect(firstRun.outcome).toBe('started');
     expect(againRun).toEqual({ ...firstRun, outcome: 'attached' });
 
+    // An internationalised domain is taken in its punycode form; the read model shows both.
+    const local = `zoe${Date.now().toString(36)}`;
+    const idn = await submit({ email: `${local}@Müller.de`, name: 'Zoë Müller' });
+    expect(idn.status).toBe(202);
+    expect(idn.body).toMatchObject({ status: 'queued', email: `${local}@xn--mller-kva.de`, id: `prospect-${local}@xn--mller-kva.de` });
+    const idnShown = await api.call('GET', `/v1/prospects/${encodeURIComponent(`${local}@müller.de`)}`, { key: reader });
+    expect(idnShown.status).toBe(200);
+    expect(idnShown.body).toMatchObject({ email: `${local}@xn--mller-kva.de`, emailUnicode: `${local}@müller.de`, domain: 'xn--mller-kva.de', name: 'Zoë Müller' });
+
     const others = await Promise.all([submit(uniqueLead()), submit(uniqueLead())]);
     const ids = [first.body.id, ...others.map((o) => o.body.id)];
     await Promise.all(ids.map(awaiting));

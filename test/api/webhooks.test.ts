@@ -23,7 +23,7 @@ describe('HubSpot form webhook', () => {
 
   beforeAll(async () => {
     [db, temporal] = await Promise.all([testDatabase(), testTemporal()]);
-    config = await loadConfig({ env: {}, overrides: { PUBLIC_URL: 'https://prospector.example.com' } });
+    config = await loadConfig({ env: {}, overrides: { PUBLIC_URL: 'https://prospector.example.com', HUBSPOT_WEBHOOK_MAX_BATCH: '5' } });
     // No worker takes the intakes: no back-pressure on the ones waiting.
     api = await startProspectsApi({ config, pool: db.pool, temporal: temporal.client, taskQueue, dispatcher: { maxBacklog: Infinity } });
   });
@@ -38,12 +38,12 @@ describe('HubSpot form webhook', () => {
   const secret = () => config.providers.hubspot.clientSecret!;
 
   /** Signs like HubSpot: over the public URL it was configured to call. */
-  async function post(payload: unknown, options: { at?: number; sign?: (s: string) => string; base?: string } = {}) {
+  async function post(payload: unknown, options: { at?: number; sign?: (s: string) => string; base?: string; to?: ProspectsApi } = {}) {
     const body = JSON.stringify(payload);
     const timestamp = String(options.at ?? Date.now());
     const base = options.base ?? 'https://prospector.example.com';
     const signature = hubspotSignatureV3(secret(), 'POST', `${base}/v1/webhooks/hubspot`, body, timestamp);
-    const res = await api.call('POST', '/v1/webhooks/hubspot', {
+    const res = await (options.to ?? api).call('POST', '/v1/webhooks/hubspot', {
       raw: body,
       headers: { 'x-hubspot-signature-v3': options.sign ? options.sign(signature) : signature, 'x-hubspot-request-timestamp': timestamp },
     });
@@ -124,12 +124,103 @@ describe('HubSpot form webhook', () => {
     expect(rows[0].n).toBe(1);
   });
 
+  /** Rows in the intake outbox for one person: one per lead taken. */
+  const leadsOf = async (email: string) =>
+    (await db.pool.query(`SELECT count(*)::int AS n FROM intake_submissions WHERE workflow_id = $1`, [`prospect-${email}`])).rows[0].n as number;
+
+  it('takes every distinct event of one contact as a lead: the contact id is never the dedupe key', async () => {
+    const lead = uniqueLead();
+    const contact = 4242;
+    const properties = { email: { value: lead.email }, firstname: { value: 'Ida' } };
+    // Two form submissions by the same contact (HubSpot puts the contact's id on both).
+    const forms = [
+      { ...formSubmission(lead, `sub-a-${contact}-${Date.now()}`), objectId: contact },
+      { ...formSubmission(lead, `sub-b-${contact}-${Date.now()}`), objectId: contact },
+    ];
+    for (const f of forms) expect((await post(f)).body.accepted).toHaveLength(1);
+    // Two enrolments of the contact in a workflow (contact payload, its occurrence time) and a
+    // webhook subscription event of it: separate requests, as HubSpot sends them.
+    const t0 = Date.now() - 60_000;
+    expect((await post({ objectId: contact, occurredAt: t0, properties })).body.accepted).toHaveLength(1);
+    expect((await post({ objectId: contact, occurredAt: t0 + 1_000, properties })).body.accepted).toHaveLength(1);
+    expect((await post({ eventId: 77, subscriptionId: 9, portalId: 123, occurredAt: t0, subscriptionType: 'contact.creation', objectId: contact, properties })).body.accepted).toHaveLength(1);
+    // The attack's shape: the contact payload with no event identity at all, twice: both are leads.
+    expect((await post({ vid: contact, properties })).body.accepted).toHaveLength(1);
+    expect((await post({ vid: contact, properties })).body.accepted).toHaveLength(1);
+    expect(await leadsOf(lead.email)).toBe(7);
+  });
+
+  it('recognises a true retry of one event (new signature, same event) as one lead', async () => {
+    const lead = uniqueLead();
+    const properties = { email: lead.email };
+    const event = { eventId: 5150, subscriptionId: 31, portalId: 123, occurredAt: Date.now() - 5_000, subscriptionType: 'contact.propertyChange', objectId: 31337, attemptNumber: 0, properties };
+    expect((await post(event)).body.accepted).toHaveLength(1);
+    const retry = await post({ ...event, attemptNumber: 1 });
+    expect(retry).toMatchObject({ status: 200, body: { duplicate: false, accepted: [], skipped: [{ index: 0, submissionId: '5150', reason: 'already received (HubSpot retry)' }] } });
+    // A contact event retried: the same contact and occurrence time.
+    const enrolment = { objectId: 31338, occurredAt: Date.now() - 4_000, properties };
+    expect((await post(enrolment)).body.accepted).toHaveLength(1);
+    expect((await post(enrolment)).body.skipped).toEqual([{ index: 0, submissionId: null, reason: 'already received (HubSpot retry)' }]);
+    expect(await leadsOf(lead.email)).toBe(2);
+  });
+
+  it('refuses more submissions in one request than HUBSPOT_WEBHOOK_MAX_BATCH with 413 naming the maximum, storing none', async () => {
+    const leads = Array.from({ length: 6 }, () => uniqueLead());
+    const res = await post(leads.map((l) => formSubmission(l)));
+    expect(res.status).toBe(413);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    expect(res.body).toMatchObject({ status: 413, title: 'Payload too large', maxBatch: 5 });
+    expect(res.body.detail).toBe('The request carries 6 submissions; at most 5 are taken per request (HUBSPOT_WEBHOOK_MAX_BATCH).');
+    for (const l of leads) expect(await leadsOf(l.email)).toBe(0);
+    const atMost = await post(leads.slice(0, 5).map((l) => formSubmission(l)));
+    expect(atMost.status).toBe(200);
+    expect(atMost.body.accepted).toHaveLength(5);
+  });
+
+  it('prunes receipts once their window has passed; an event after that is taken afresh', async () => {
+    const shortConfig = await loadConfig({ env: {}, overrides: { PUBLIC_URL: 'https://prospector.example.com', HUBSPOT_WEBHOOK_DEDUPE_WINDOW: '1s' } });
+    const short = await startProspectsApi({ config: shortConfig, pool: db.pool, temporal: temporal.client, taskQueue, dispatcher: false });
+    try {
+      const lead = uniqueLead();
+      const submission = formSubmission(lead, `sub-window-${Date.now()}`);
+      expect((await post(submission, { to: short })).body.accepted).toHaveLength(1);
+      expect((await post(submission, { to: short })).body.accepted).toHaveLength(0);
+      const key = `submission:${submission.submissionId}`;
+      const receipt = async () => (await db.pool.query('SELECT expires_at FROM webhook_receipts WHERE receipt_key = $1', [key])).rows[0];
+      expect(await receipt()).toBeDefined();
+      await new Promise((r) => setTimeout(r, 1_200));
+      const pruned = await short.prune();
+      expect(pruned.webhookReceipts).toBeGreaterThanOrEqual(1);
+      expect(await receipt()).toBeUndefined();
+      // Signature receipts live for twice the 5-minute signature window, event receipts for the dedupe window.
+      const left = await db.pool.query(`SELECT count(*)::int AS n FROM webhook_receipts WHERE expires_at < now()`);
+      expect(left.rows[0].n).toBe(0);
+      const spans = await db.pool.query(
+        `SELECT receipt_key LIKE 'signature:%' AS signature, max(extract(epoch FROM expires_at - received_at))::int AS s FROM webhook_receipts GROUP BY 1 ORDER BY 1`,
+      );
+      expect(spans.rows).toEqual([{ signature: false, s: 7 * 86_400 }, { signature: true, s: 600 }]);
+      // Past its window, the same event is new again.
+      expect((await post(submission, { to: short })).body.accepted).toHaveLength(1);
+      expect(await leadsOf(lead.email)).toBe(2);
+    } finally {
+      await short.close();
+    }
+  });
+
   it('answers 400 with the reasons when no submission holds a usable lead, and records them', async () => {
     const res = await post([{ submissionId: 'bad-1', fields: [{ name: 'firstname', value: 'No Email' }] }, { submissionId: 'bad-2', fields: [{ name: 'email', value: 'nope' }] }]);
     expect(res.status).toBe(400);
     expect(res.body.detail).toBe('No usable lead: #0 no email field in the submission; #1 "nope" is not an email address (expected name@domain)');
     const { rows } = await db.pool.query(`SELECT details FROM audit_events WHERE action = 'webhook_submission' AND outcome = 'rejected' ORDER BY id`);
     expect(rows.map((r) => r.details.submissionId)).toEqual(['bad-1', 'bad-2']);
+  });
+
+  it('a JSON body nested deeper than API_JSON_MAX_DEPTH is refused with 400 before its signature is checked', async () => {
+    const deep = `${'['.repeat(10_000)}${']'.repeat(10_000)}`;
+    const res = await api.call('POST', '/v1/webhooks/hubspot', { raw: deep, headers: { 'x-hubspot-signature-v3': 'x', 'x-hubspot-request-timestamp': String(Date.now()) } });
+    expect(res.status).toBe(400);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    expect(res.body).toMatchObject({ title: 'JSON nested too deeply', maxDepth: 64 });
   });
 
   it('matched the OpenAPI document', () => {

@@ -123,7 +123,8 @@ function commandOf(service: Service): string[] {
   return Array.isArray(cmd) ? cmd : cmd.split(/\s+/);
 }
 
-const APP_SERVICES = ['api', 'worker'];
+const APP_SERVICES = ['api', 'worker', 'worker-harvest'];
+const WORKERS = ['worker', 'worker-harvest'];
 
 describe('docker-compose.yml', () => {
   /** The schema names draft-07 by its https URI, which Ajv does not alias; the draft is the same. */
@@ -149,7 +150,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('has every piece the SPEC lists, and the demo sandbox behind a profile', () => {
-    for (const name of ['postgresql', 'temporal', 'temporal-ui', 'temporal-admin-tools', 'redis', 'api', 'worker', 'prometheus', 'grafana', 'otel-collector', 'sandbox']) {
+    for (const name of ['postgresql', 'temporal', 'temporal-ui', 'temporal-admin-tools', 'redis', 'api', 'worker', 'worker-harvest', 'prometheus', 'grafana', 'otel-collector', 'sandbox']) {
       expect(services, name).toHaveProperty(name);
     }
     expect(services.sandbox.profiles).toContain('demo');
@@ -247,11 +248,20 @@ describe('docker-compose.yml', () => {
     for (const name of APP_SERVICES) {
       const env = envOf(name);
       expect(env.PROSPECTOR_ENV).toBe('production');
-      const filled = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replace(/required-([A-Z_]+)/g, () => 'x'.repeat(40))]));
+      const filled = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replace(/required-([A-Z_]+)/g, (_, name: string) => (name === 'PAYLOAD_KEYS' ? `k1:${Buffer.alloc(32, 7).toString('base64')}` : 'x'.repeat(40)))]));
       const credentials = { GOOGLE_CLIENT_ID: 'id', GOOGLE_CLIENT_SECRET: 's', GOOGLE_REFRESH_TOKEN: 't', HUBSPOT_ACCESS_TOKEN: 't', OPENAI_API_KEY: 'k', SLACK_BOT_TOKEN: 't', X_BEARER_TOKEN: 't' };
       const config = await loadConfig({ env: { ...filled, ...credentials, SECRETS_DIR: '' } });
       expect(config).toMatchObject({ env: 'production', temporal: { allowInsecure: true }, approvals: { signedOnly: true }, outreach: { sendMode: 'draft_only' } });
+      expect(config.temporal.payloadKeys?.ids).toEqual(['k1']);
     }
+  });
+
+  it('gives every app process the payload keys, and the Temporal UI the codec endpoint the API serves, with credentials', () => {
+    for (const name of APP_SERVICES) expect(envOf(name).PAYLOAD_KEYS).toBe('required-PAYLOAD_KEYS');
+    const ui = envOf('temporal-ui');
+    expect(ui.TEMPORAL_CODEC_ENDPOINT).toBe(`${envOf('api').PUBLIC_URL}/v1/codec`);
+    expect(ui.TEMPORAL_CODEC_INCLUDE_CREDENTIALS).toBe('true');
+    expect(read('infra/compose/env.example')).toMatch(/^PAYLOAD_KEYS=$/m);
   });
 
   it('points api and worker at the compose Postgres, Temporal, Redis, sandbox and collector', () => {
@@ -282,7 +292,7 @@ describe('docker-compose.yml', () => {
   it('starts api, worker and sandbox from files the build produces', () => {
     const tsconfig = JSON.parse(read('tsconfig.json'));
     expect(tsconfig.compilerOptions).toMatchObject({ outDir: 'dist', rootDir: '.' });
-    const expected = { api: 'dist/api/main.js', worker: 'dist/workers/main.js', sandbox: 'dist/sandbox/main.js' };
+    const expected = { api: 'dist/api/main.js', worker: 'dist/workers/main.js', 'worker-harvest': 'dist/workers/main.js', sandbox: 'dist/sandbox/main.js' };
     for (const [name, entry] of Object.entries(expected)) {
       expect(commandOf(services[name])).toEqual(['node', entry]);
       expect(existsSync(path.join(ROOT, entry.replace(/^dist\//, '').replace(/\.js$/, '.ts'))), entry).toBe(true);
@@ -293,10 +303,24 @@ describe('docker-compose.yml', () => {
   it('healthchecks api, worker and sandbox on the ports they listen on', () => {
     const probe = (name: string) => (services[name].healthcheck?.test as string[]).join(' ');
     expect(probe('api')).toContain(`http://127.0.0.1:${envOf('api').PORT}/healthz`);
-    expect(probe('worker')).toContain(`http://127.0.0.1:${envOf('worker').WORKER_METRICS_PORT}/metrics`);
+    for (const name of WORKERS) expect(probe(name)).toContain(`http://127.0.0.1:${envOf(name).WORKER_METRICS_PORT}/metrics`);
     expect(probe('sandbox')).toContain(`http://127.0.0.1:${envOf('sandbox').SANDBOX_PORT}/_sandbox/health`);
     // node:20-bookworm-slim has no curl or wget.
     for (const name of [...APP_SERVICES, 'sandbox']) expect(probe(name)).toMatch(/^CMD node -e fetch\(/);
+  });
+
+  it('runs intakes and harvests in separate worker processes, each with a bounded heap', async () => {
+    const { loadConfig } = await import('../../lib/config/config.js');
+    const queues: string[][] = [];
+    for (const name of WORKERS) {
+      const env = envOf(name);
+      const config = await loadConfig({ env: { ...env, PROSPECTOR_ENV: 'development', API_KEY_PEPPER: '', APPROVAL_TOKEN_SECRET: '', PAYLOAD_KEYS: `k1:${Buffer.alloc(32, 7).toString('base64')}`, SECRETS_DIR: '' } });
+      queues.push(config.worker.taskQueues);
+      // The heap flag and the setting the worker checks it against say the same.
+      expect(env.NODE_OPTIONS).toBe(`--max-old-space-size=${config.worker.maxHeapMb}`);
+      expect(services[name].restart).toBe('unless-stopped');
+    }
+    expect(queues).toEqual([['prospecting'], ['harvest']]);
   });
 
   it('mounts only files and folders that exist in the repo', () => {
@@ -358,6 +382,7 @@ describe('observability configs', () => {
     return {
       api: [Number(envOf('api').PORT)],
       worker: [Number(envOf('worker').WORKER_METRICS_PORT)],
+      'worker-harvest': [Number(envOf('worker-harvest').WORKER_METRICS_PORT)],
       temporal: [hostPort(envOf('temporal').PROMETHEUS_ENDPOINT).port],
       'otel-collector': otelPorts,
     };

@@ -2,11 +2,14 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import getPort from 'get-port';
+import getPort, { portNumbers } from 'get-port';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { ROOT } from '../../lib/config/paths.js';
+import { payloadKeysFrom } from '../../lib/config/payload-keys.js';
+import { dataConverterFor } from '../../lib/config/temporal.js';
 
 /**
  * The README's run command, for real: the supervisor brings up Temporal,
@@ -31,12 +34,16 @@ describe('the dev stack (npm start)', () => {
   let ports: Record<string, number>;
   let stack: Stack | undefined;
   const workflowId = `stack-smoke-${Date.now()}`;
+  /** The stack encrypts Temporal payloads with the key `npm start` made in DATA_DIR; a client of it needs the same. */
+  const stackDataConverter = (): DataConverter => dataConverterFor({ payloadKeys: payloadKeysFrom({ production: false, dataDir }) });
 
   beforeAll(async () => {
     dataDir = mkdtempSync(path.join(os.tmpdir(), 'prospector-stack-'));
     chmodSync(dataDir, 0o755);
-    const [api, temporal, ui, sandbox, pgPort, metrics] = await Promise.all([getPort(), getPort(), getPort(), getPort(), getPort(), getPort()]);
-    ports = { api, temporal, ui, sandbox, pg: pgPort, metrics };
+    const [api, temporal, ui, sandbox, pgPort] = await Promise.all([getPort(), getPort(), getPort(), getPort(), getPort()]);
+    // The intake worker serves metrics on this port and the harvest worker on the next one.
+    const metrics = await getPort({ port: [...portNumbers(9500, 9990)].filter((p) => p % 2 === 0 && ![api, temporal, ui, sandbox, pgPort].includes(p + 1)) });
+    ports = { api, temporal, ui, sandbox, pg: pgPort, metrics, harvestMetrics: metrics + 1 };
     env = {
       PATH: process.env.PATH,
       HOME: process.env.HOME,
@@ -119,11 +126,14 @@ describe('the dev stack (npm start)', () => {
     expect((await readyzStatus(200)).status).toBe(200);
     expect((await fetch(`http://127.0.0.1:${ports.ui}/`)).status).toBe(200);
     expect(await (await fetch(`http://127.0.0.1:${ports.sandbox}/_sandbox/health`)).json()).toMatchObject({ ok: true });
+    // Two worker processes, the intake's and the harvest's, each with its own metrics.
     expect((await fetch(`http://127.0.0.1:${ports.metrics}/metrics`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${ports.harvestMetrics}/metrics`)).status).toBe(200);
+    expect(stack.output()).toMatch(/Workers +intake-worker \(queue prospecting.*harvest-worker \(queue harvest/);
 
-    // A workflow through the stack's own worker, writing to the stack's database.
+    // A workflow through the stack's own worker, writing to the stack's database, with the stack's payload key.
     const connection = await Connection.connect({ address: `127.0.0.1:${ports.temporal}` });
-    const client = new Client({ connection });
+    const client = new Client({ connection, dataConverter: stackDataConverter() });
     const result = await client.workflow.execute('smokeTest', { taskQueue: 'prospecting', workflowId, args: ['first run'] });
     expect(result).toEqual({ workflowId, note: 'first run' });
     await connection.close();
@@ -186,7 +196,7 @@ describe('the dev stack (npm start)', () => {
     // Second run on the same data: the first run's history and rows are there.
     stack = await startStack();
     const connection2 = await Connection.connect({ address: `127.0.0.1:${ports.temporal}` });
-    const handle = new Client({ connection: connection2 }).workflow.getHandle(workflowId);
+    const handle = new Client({ connection: connection2, dataConverter: stackDataConverter() }).workflow.getHandle(workflowId);
     expect((await handle.describe()).status.name).toBe('COMPLETED');
     expect(await handle.result()).toEqual({ workflowId, note: 'first run' });
     await connection2.close();

@@ -37,10 +37,14 @@ export interface HarvestStack {
 
 let seq = 0;
 
-/** A database, a sandbox and a worker on a task queue of their own, for one test file. */
+/**
+ * A database, a sandbox and a worker on a task queue of their own, for one test file.
+ * `overrides` are settings for this stack (HARVEST_*, and e.g. OUTBOUND_ALLOW_HOSTS for a
+ * feed served on this machine: loopback is refused unless named there).
+ */
 export async function harvestStack(overrides: Record<string, string> = {}): Promise<HarvestStack> {
   const [db, temporal, sb] = await Promise.all([testDatabase(), testTemporal(), testSandbox()]);
-  const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sb.sandbox.url } });
+  const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sb.sandbox.url, ...overrides } });
   const taskQueue = uniqueTaskQueue('harvest');
   const harvest = loadHarvestConfig({ env: {}, overrides: { HARVEST_SLACK_CHANNEL: '#signals', HARVEST_TASK_QUEUE: taskQueue, ...overrides } });
   const log = createLogger({ name: 'test', level: 'silent' });
@@ -83,11 +87,17 @@ export async function harvestPosts(control: SandboxClient): Promise<SlackPost[]>
   return messages.filter((m) => m.metadata?.event_type === 'prospector_signal');
 }
 
-/** The harvest activities on a test database and the sandbox, without Temporal: for activity-level tests. */
+/**
+ * The harvest activities on a test database and the sandbox, without Temporal: for activity-level tests.
+ * `withSettings` builds them again on the same database and sandbox with more settings (OUTBOUND_ALLOW_HOSTS).
+ */
 export async function harvestActivitiesStack() {
   const db = await testDatabase();
   const { sandbox, client: control } = await testSandbox();
-  const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } });
-  const acts = createHarvestActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }, { harvest: loadHarvestConfig({ env: {} }) });
-  return { db, sandbox, control, acts };
+  const withSettings = async (overrides: Record<string, string> = {}) => {
+    const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url, ...overrides } });
+    return createHarvestActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }, { harvest: loadHarvestConfig({ env: {} }) });
+  };
+  const acts = await withSettings();
+  return { db, sandbox, control, acts, withSettings };
 }

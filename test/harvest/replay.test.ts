@@ -7,6 +7,7 @@ import { WORKFLOWS_PATH } from '../../workers/worker.js';
 import type { HarvestSummary } from '../../lib/domain/harvest.js';
 import { COMPETITORS, harvestStack } from './helpers.js';
 import { quietTemporalRuntime } from '../helpers/stack.js';
+import { testDataConverter } from '../helpers/payload-keys.js';
 
 /**
  * Determinism guard: histories of real harvest runs (committed under
@@ -85,7 +86,8 @@ describe('harvest workflow replay', () => {
     const histories = files().map((f) => ({ workflowId: f.replace(/\.json$/, ''), history: load(path.join(DIR, f)) }));
     const failures: string[] = [];
     let replayed = 0;
-    for await (const result of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH }, histories)) {
+    // Through the test stack's codec: these histories hold plain payloads (passed through); one re-recorded now is encrypted.
+    for await (const result of Worker.runReplayHistories({ workflowsPath: WORKFLOWS_PATH, dataConverter: testDataConverter() }, histories)) {
       replayed++;
       if (result.error) failures.push(`${result.workflowId}: ${result.error.message}`);
     }

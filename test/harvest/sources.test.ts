@@ -22,9 +22,10 @@ let db: Awaited<ReturnType<typeof testDatabase>>;
 let sandbox: Sandbox;
 let control: SandboxClient;
 let acts: HarvestActivities;
+let withSettings: Awaited<ReturnType<typeof harvestActivitiesStack>>['withSettings'];
 
 beforeAll(async () => {
-  ({ db, sandbox, control, acts } = await harvestActivitiesStack());
+  ({ db, sandbox, control, acts, withSettings } = await harvestActivitiesStack());
 });
 afterAll(async () => {
   await sandbox?.close();
@@ -234,6 +235,8 @@ describe('RSS/Atom feed source', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
     base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    // The feed server is on loopback, which feeds may only reach when allow-listed (test/harvest/safe-fetch.test.ts refuses it).
+    acts = await withSettings({ OUTBOUND_ALLOW_HOSTS: new URL(base).host });
   });
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
   beforeEach(() => {

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProspectDomain } from '../../lib/domain/search-attributes.js';
+import { isEncrypted } from '../../lib/config/payload-codec.js';
+import { testPayloadCodec } from '../helpers/payload-keys.js';
 import { COMPETITORS, harvestPosts, harvestStack, type HarvestStack } from './helpers.js';
 import { INTAKE_WORKFLOW } from '../../workflows/intake/messages.js';
 
@@ -192,7 +194,10 @@ describe('harvest workflow', () => {
     const history = await child.fetchHistory();
     const started = history.events![0]!.workflowExecutionStartedEventAttributes!;
     expect(started.workflowType!.name).toBe(INTAKE_WORKFLOW);
-    const payload = JSON.parse(Buffer.from(started.input!.payloads![0]!.data!).toString());
+    // The input is encrypted in the history (lead notes are personal data); the deployment's key reads it.
+    expect(isEncrypted(started.input!.payloads![0]!)).toBe(true);
+    const [input] = await testPayloadCodec().decode([started.input!.payloads![0]!]);
+    const payload = JSON.parse(Buffer.from(input!.data!).toString());
     expect(payload).toMatchObject({ lead: { email: 'priya@example.com', name: 'Priya Raman', company: 'Acme', source: 'signal' }, requestedBy: `harvest:${summary.runKey}` });
     expect(payload.lead.notes).toContain('looking for an alternative');
     expect((await child.describe()).typedSearchAttributes.get(ProspectDomain)).toBe('example.com');

@@ -8,6 +8,7 @@ import { createPool, migrate, type Pool } from '../../lib/store/db.js';
 import { allProviders } from '../../sandbox/providers/index.js';
 import { startSandbox, type Sandbox } from '../../sandbox/server.js';
 import { SandboxClient } from '../../sandbox/client.js';
+import { testDataConverter, testPayloadCodec } from './payload-keys.js';
 
 /** A fresh, migrated database of its own for one test file. */
 export async function testDatabase(): Promise<{ url: string; pool: Pool; drop(): Promise<void> }> {
@@ -66,7 +67,8 @@ export async function testTemporal(): Promise<{ client: Client; nativeConnection
   const connection = await Connection.connect({ address });
   const nativeConnection = await NativeConnection.connect({ address });
   return {
-    client: new Client({ connection }),
+    // Payloads encrypted as in production, with the committed test fixture key.
+    client: new Client({ connection, dataConverter: testDataConverter() }),
     nativeConnection,
     address,
     async close() {
@@ -86,7 +88,14 @@ export async function testWorker(
   activities: WorkerSetup['activities'],
   taskQueue: string,
 ): Promise<{ worker: Worker; running: Promise<void>; stop(): Promise<void> }> {
-  const [worker] = await createWorkers({ connection: temporal.nativeConnection, namespace: 'default', activities, shutdownGraceMs: 1_000, taskQueues: [taskQueue] });
+  const [worker] = await createWorkers({
+    connection: temporal.nativeConnection,
+    namespace: 'default',
+    activities,
+    shutdownGraceMs: 1_000,
+    payloadCodec: testPayloadCodec(),
+    taskQueues: [taskQueue],
+  });
   const running = worker!.run();
   return {
     worker: worker!,

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { AnyRoute } from '../../api/route.js';
 import { testDatabase, testTemporal } from '../helpers/stack.js';
-import { call, startTestApi, type TestApi } from './helpers.js';
+import { call, samplePath, startTestApi, type TestApi } from './helpers.js';
 
 /**
  * Random and malformed requests to every registered route: whatever arrives,
@@ -21,7 +21,8 @@ describe('fuzzing every route', () => {
     api = await startTestApi({
       databaseUrl: db.url,
       temporal: temporal.client,
-      settings: { RATE_LIMIT_DEFAULT: '100000/1m', RATE_LIMIT_KEY: 'off', RATE_LIMIT_ANONYMOUS: '100000/1m', API_BODY_LIMIT: '16kb' },
+      // Random keys fail often: with the failed-auth budget on, the address would soon get only 429s.
+      settings: { RATE_LIMIT_DEFAULT: '100000/1m', RATE_LIMIT_KEY: 'off', RATE_LIMIT_ANONYMOUS: '100000/1m', RATE_LIMIT_AUTH_FAILURES: 'off', API_BODY_LIMIT: '64kb' },
     });
     admin = (await api.security.store.create({ name: 'fuzz', scopes: ['admin'], actor: 'test' })).plaintext;
   });
@@ -42,7 +43,8 @@ describe('fuzzing every route', () => {
     const shaped = fields.length > 0 ? fc.dictionary(fc.constantFrom(...fields), value, { maxKeys: fields.length }) : fc.object({ maxDepth: 2 });
     return fc.oneof(
       fc.record({ kind: fc.constant('json' as const), value: fc.oneof(shaped, fc.jsonValue({ maxDepth: 4 })) }),
-      fc.record({ kind: fc.constant('raw' as const), value: fc.oneof(ascii(200), fc.constantFrom('{"a":', '{', '[1,2', '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{"x":1}}}', 'null', '"', '\u0000', JSON.stringify('x'.repeat(40_000)))) }),
+      fc.record({ kind: fc.constant('raw' as const), value: fc.oneof(ascii(200), fc.constantFrom('{"a":', '{', '[1,2', '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{"x":1}}}', 'null', '"', '\u0000', JSON.stringify('x'.repeat(100_000)))) }),
+      fc.record({ kind: fc.constant('raw' as const), value: fc.tuple(fc.integer({ min: 1, max: 10_000 }), fc.constantFrom(...NESTINGS)).map(([depth, nest]) => nest(depth)) }),
       fc.record({ kind: fc.constant('none' as const), value: fc.constant(undefined) }),
     );
   }
@@ -56,6 +58,24 @@ describe('fuzzing every route', () => {
       auth: fc.oneof(fc.constant(admin), fc.constant(admin), fc.constant(undefined), ascii(80), fc.constant(`Bearer ${'a'.repeat(200)}`)),
     });
   }
+
+  it('a JSON body nested 10,000 deep gets 400 problem+json on every route that takes a body, before auth or signature', async () => {
+    const failures: string[] = [];
+    for (const route of api.routes.filter((r) => r.method !== 'get')) {
+      for (const [shape, nest] of NESTINGS.map((n, i) => [['arrays', 'objects', 'mixed'][i]!, n] as const)) {
+        for (const key of [admin, undefined]) {
+          const res = await call(api.url, route.method, samplePath(route), { rawBody: nest(10_000), key });
+          const ok = res.status === 400 && res.headers.get('content-type')?.includes('application/problem+json') && res.body?.title === 'JSON nested too deeply' && /deeper than 64 levels/.test(res.body?.detail);
+          if (!ok) failures.push(`${route.operationId} ${shape} ${key ? 'with' : 'without'} a key: ${res.status} ${res.text.slice(0, 120)}`);
+        }
+      }
+      // At the limit the body is parsed and goes on to the route (whatever it answers, not the depth problem).
+      const atLimit = await call(api.url, route.method, samplePath(route), { rawBody: NESTINGS[0]!(64), key: admin });
+      if (atLimit.status >= 500 || atLimit.body?.title === 'JSON nested too deeply') failures.push(`${route.operationId} at depth 64: ${atLimit.status} ${atLimit.text.slice(0, 120)}`);
+    }
+    expect(failures).toEqual([]);
+    expect(api.routes.some((r) => r.operationId === 'hubspotFormWebhook' && r.method !== 'get')).toBe(true);
+  });
 
   it('no request to any route gets a 5xx', async () => {
     const failures: string[] = [];
@@ -85,6 +105,21 @@ describe('fuzzing every route', () => {
     expect({ failures, violations: api.violations }).toEqual({ failures: [], violations: [] });
   });
 });
+
+/** JSON texts nested `depth` deep: arrays, objects, and both alternating (valid JSON each). */
+const NESTINGS: ((depth: number) => string)[] = [
+  (depth) => `${'['.repeat(depth)}${']'.repeat(depth)}`,
+  (depth) => `${'{"a":'.repeat(depth - 1)}{}${'}'.repeat(depth - 1)}`,
+  (depth) => {
+    let open = '';
+    let close = '';
+    for (let i = 0; i < depth; i++) {
+      open += i % 2 ? '[' : '{"k":';
+      close = (i % 2 ? ']' : '}') + close;
+    }
+    return `${open}"x"${close}`;
+  },
+];
 
 function objectKeys(schema: z.ZodType | undefined): string[] {
   if (!schema) return [];

@@ -46,6 +46,8 @@ export interface TestApiOptions {
   /** A pool of its own, like a separate API replica (default true). */
   ownPool?: boolean;
   pool?: Pool;
+  /** How often the security layer's pruning runs (default: every 5 minutes). */
+  pruneEveryMs?: number;
 }
 
 /**
@@ -65,6 +67,7 @@ export async function startTestApi(o: TestApiOptions): Promise<TestApi> {
     settings: await loadSecurityConfig({ env: {}, overrides: settings }),
     now: o.now,
     onContractViolation: (v) => violations.push(v),
+    pruneEveryMs: o.pruneEveryMs,
   });
   const routes = allRoutes(deps);
   const app = createApp({ ...deps, routes, routeMiddleware: security.middleware, checks: security.checks, extras: security.extras });

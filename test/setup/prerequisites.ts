@@ -20,6 +20,11 @@ export const PREREQUISITES: readonly Prerequisite[] = [
     neededBy: 'the Redis rate-limit tests (test/security/replicas.test.ts)',
     install: 'sudo apt-get install -y redis-server',
   },
+  {
+    program: 'chromium',
+    neededBy: 'the Temporal Web UI tests (test/e2e/temporal-ui-codec.test.ts)',
+    install: 'sudo apt-get install -y chromium',
+  },
 ];
 
 /** The executable file `program` resolves to on `env.PATH`, if any. */

@@ -46,6 +46,28 @@ describe('configuration', () => {
     );
   });
 
+  it('names a bad connection URL without repeating it: no password reaches the error, from env or file', async () => {
+    const problems = await problemsOf({
+      DATABASE_URL: 'postgress://prospector:hunter2-db@db.internal:5432/prospector',
+      REDIS_URL: 'redis//:hunter2-redis@cache.internal:6379',
+    });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^DATABASE_URL: expected a connection URL such as postgres:\/\/.*not shown/),
+        expect.stringMatching(/^REDIS_URL: expected a connection URL such as redis:\/\/.*not shown/),
+      ]),
+    );
+    expect(problems.join('\n')).not.toMatch(/hunter2|db\.internal|cache\.internal/);
+    const fromFile = await problemsOf({ PROSPECTOR_CONFIG_FILE: configFile('DATABASE_URL: "mysql://root:hunter2-file@db:3306/x"', 'SANDBOX_URL: "not a url with hunter2-sandbox"') });
+    expect(fromFile.join('\n')).toMatch(/DATABASE_URL: expected a connection URL/);
+    expect(fromFile.join('\n')).toMatch(/SANDBOX_URL: expected a URL/);
+    expect(fromFile.join('\n')).not.toContain('hunter2');
+    // A valid URL with a password loads as given.
+    const config = await loadConfig({ env: { DATABASE_URL: 'postgresql://u:p%40ss@db:5432/x', REDIS_URL: 'rediss://:pw@cache:6380' } });
+    expect(config.database.url).toBe('postgresql://u:p%40ss@db:5432/x');
+    expect(config.redisUrl).toBe('rediss://:pw@cache:6380');
+  });
+
   it('uses live endpoints once credentials exist, from env or from secret files', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'secrets-'));
     writeFileSync(path.join(dir, 'hubspot_access_token'), 'pat-from-file\n');

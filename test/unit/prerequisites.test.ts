@@ -16,10 +16,13 @@ const scratch = mkdtempSync(path.join(os.tmpdir(), 'prereq-test-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 describe('test prerequisites', () => {
-  it('without redis-server on PATH, names it, what needs it and the command that installs it', () => {
+  it('without redis-server and chromium on PATH, names each, what needs it and the command that installs it', () => {
     const empty = mkdtempSync(path.join(scratch, 'empty-'));
     expect(missingPrerequisites({ PATH: empty })).toBe(
-      'redis-server not found on PATH: the Redis rate-limit tests (test/security/replicas.test.ts) need it; install it with: sudo apt-get install -y redis-server',
+      [
+        'redis-server not found on PATH: the Redis rate-limit tests (test/security/replicas.test.ts) need it; install it with: sudo apt-get install -y redis-server',
+        'chromium not found on PATH: the Temporal Web UI tests (test/e2e/temporal-ui-codec.test.ts) need it; install it with: sudo apt-get install -y chromium',
+      ].join('\n'),
     );
   });
 
@@ -30,11 +33,14 @@ describe('test prerequisites', () => {
     expect(missingPrerequisites({ PATH: dir })).toContain('redis-server not found');
   });
 
-  it('passes when an executable redis-server is on any PATH entry', () => {
+  it('passes when executable redis-server and chromium are on any PATH entries', () => {
     const empty = mkdtempSync(path.join(scratch, 'empty-'));
     const dir = mkdtempSync(path.join(scratch, 'bin-'));
+    const other = mkdtempSync(path.join(scratch, 'bin-'));
     writeFileSync(path.join(dir, 'redis-server'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
-    const env = { PATH: [empty, dir].join(path.delimiter) };
+    expect(missingPrerequisites({ PATH: [empty, dir].join(path.delimiter) })).toMatch(/^chromium not found/);
+    writeFileSync(path.join(other, 'chromium'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    const env = { PATH: [empty, dir, other].join(path.delimiter) };
     expect(findOnPath('redis-server', env)).toBe(path.join(dir, 'redis-server'));
     expect(missingPrerequisites(env)).toBeUndefined();
   });
@@ -68,6 +74,7 @@ describe('test prerequisites', () => {
     expect(missing.stderr).toContain('sudo apt-get install -y redis-server');
     const withRedis = mkdtempSync(path.join(scratch, 'first-redis-'));
     writeFileSync(path.join(withRedis, 'redis-server'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+    writeFileSync(path.join(withRedis, 'chromium'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
     const found = spawnSync(process.execPath, [tsx, script], { cwd: ROOT, env: { ...process.env, PATH: [nodeOnly, withRedis].join(path.delimiter) }, encoding: 'utf8', timeout: 60_000 });
     expect(found.status, found.stderr).toBe(0);
     expect(JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.test).toMatch(/^tsx test\/setup\/prerequisites\.ts && tsc/);

@@ -4,7 +4,8 @@ import { crmFacts, hubspotTimeZone } from '../../activities/intake/crm.js';
 import { checkGrounding, contextBlock, type WriterContext } from '../../activities/intake/writer.js';
 import { checkGuards, OPT_OUT_LINE, withOptOut } from '../../lib/domain/email-guards.js';
 import { parseSubmission } from '../../api/routes/webhooks.js';
-import { durationMs, intakeWorkflowId, normaliseEmail, parseSuppressionPattern, suppressionCandidates } from '../../lib/domain/prospect.js';
+import { durationMs, intakeWorkflowId, suppressionCandidates } from '../../lib/domain/prospect.js';
+import { normaliseEmail, parseSuppressionPattern, unicodeEmail } from '../../lib/domain/email.js';
 import { draftMessageId } from '../../lib/domain/draft.js';
 
 /** The intake's pure rules, without servers: identity, suppression, grounding, guards, slots, form parsing. */
@@ -26,6 +27,17 @@ describe('lead identity', () => {
     expect(normaliseEmail('jane@1.2.3.4')).toMatchObject({ ok: false });
     expect(normaliseEmail('+tag@acme.example')).toMatchObject({ ok: false, reason: expect.stringMatching(/before the @/) });
     expect(normaliseEmail('jo hn@acme.example')).toMatchObject({ ok: false });
+  });
+
+  it('internationalised domains become their punycode form, one person either way; invalid ones are named', () => {
+    expect(normaliseEmail('zoe@müller.de')).toEqual({ ok: true, email: 'zoe@xn--mller-kva.de', domain: 'xn--mller-kva.de', local: 'zoe' });
+    expect(normaliseEmail('Zoe+News@MÜLLER.DE')).toMatchObject({ email: 'zoe@xn--mller-kva.de' });
+    expect(normaliseEmail('zoe@xn--mller-kva.de')).toMatchObject({ email: 'zoe@xn--mller-kva.de' });
+    expect(normaliseEmail('ana@bücher.example')).toMatchObject({ email: 'ana@xn--bcher-kva.example' });
+    expect(normaliseEmail('ana@ü-.de')).toMatchObject({ ok: false, reason: expect.stringMatching(/invalid internationalised domain/) });
+    expect(unicodeEmail('zoe@xn--mller-kva.de')).toBe('zoe@müller.de');
+    expect(unicodeEmail('jane@acme.example')).toBe('jane@acme.example');
+    expect(parseSuppressionPattern('*@müller.de')).toEqual({ ok: true, pattern: '*@xn--mller-kva.de', kind: 'domain' });
   });
 
   it('suppression patterns: addresses normalise like leads; *@domain covers subdomains', () => {
@@ -160,9 +172,14 @@ describe('HubSpot form submissions', () => {
   it('reads the forms shape and the contact-properties shape', () => {
     expect(parseSubmission({ submissionId: 's1', fields: [{ name: 'email', value: 'Ada+x@Acme.example' }, { name: 'firstname', value: 'Ada' }, { name: 'lastname', value: 'Byron' }, { name: 'message', value: 'hi' }] })).toEqual({
       id: 's1',
+      eventKey: 'submission:s1',
       lead: { email: 'ada@acme.example', name: 'Ada Byron', notes: 'hi', source: 'hubspot-form' },
     });
-    expect(parseSubmission({ vid: 7, properties: { email: { value: 'bo@beta.example' }, jobtitle: { value: 'CTO' } } })).toMatchObject({ id: '7', lead: { email: 'bo@beta.example', title: 'CTO' } });
+    // A contact is not an event: without an occurrence time nothing identifies this delivery, so nothing deduplicates it.
+    const contact = parseSubmission({ vid: 7, properties: { email: { value: 'bo@beta.example' }, jobtitle: { value: 'CTO' } } });
+    expect(contact).toMatchObject({ lead: { email: 'bo@beta.example', title: 'CTO' } });
+    expect(contact.eventKey).toBeUndefined();
+    expect(parseSubmission({ vid: 7, occurredAt: 1_764_000_000_000, properties: { email: { value: 'bo@beta.example' } } }).eventKey).toBe('contact-event::7:1764000000000');
     expect(parseSubmission({ fields: [] })).toEqual({ id: undefined, problem: 'no email field in the submission' });
     expect(parseSubmission('x')).toEqual({ problem: 'a submission must be a JSON object' });
   });

@@ -16,6 +16,8 @@ import type { SandboxClient } from '../../sandbox/client.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import { approveSignal, editSignal, INTAKE_WORKFLOW, rejectSignal } from '../../workflows/intake/messages.js';
 import { composeRaw } from '../../activities/intake/gmail.js';
+import { payloadFromJson, type JsonPayload } from '../../lib/config/payload-codec.js';
+import { testPayloadCodec } from '../helpers/payload-keys.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
 import { auditOf, draftContent, effectsOf, registerApprovers, status, submit, uniqueLead, waitForReadModel, waitForStage } from './intake-helpers.js';
 
@@ -432,8 +434,11 @@ describe('prospect intake workflow', () => {
       .toContain(workflowId);
     await run(cli, ['workflow', 'signal', ...address, '--workflow-id', workflowId, '--name', 'approve', '--input', '{"version": 1, "approver": "cli-operator@prospector.example", "reason": "from the terminal"}']);
     expect(await result(workflowId)).toMatchObject({ stage: 'APPROVED', decision: { by: 'cli-operator@prospector.example', version: 1 } });
+    // The answer is encrypted like every payload; decoding it with the deployment's key gives the status.
     const query = await run(cli, ['workflow', 'query', ...address, '--workflow-id', workflowId, '--name', 'status', '-o', 'json']);
-    expect(query.stdout).toContain('"stage": "APPROVED"');
+    expect(query.stdout).not.toContain('APPROVED');
+    const [answer] = await testPayloadCodec().decode((JSON.parse(query.stdout) as { queryResult: { payloads: JsonPayload[] } }).queryResult.payloads.map(payloadFromJson));
+    expect(JSON.parse(Buffer.from(answer!.data!).toString())).toMatchObject({ stage: 'APPROVED' });
   });
 
   it('signals in random orders never send without an approval of the then-current version', async () => {

@@ -10,6 +10,7 @@ import { ROOT } from '../../lib/config/paths.js';
 import { createWorkers } from '../../workers/worker.js';
 import { smokeTest } from '../../workflows/index.js';
 import { testDatabase, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
+import { testPayloadCodec } from '../helpers/payload-keys.js';
 
 describe('smoke workflow on the real Temporal server', () => {
   let db: Awaited<ReturnType<typeof testDatabase>>;
@@ -63,6 +64,7 @@ describe('smoke workflow on the real Temporal server', () => {
       namespace: 'default',
       activities: createActivities({ config: await loadConfig({ env: {} }), pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }),
       shutdownGraceMs: 1_000,
+      payloadCodec: testPayloadCodec(),
       taskQueues: [queue],
       bundlePath,
     });

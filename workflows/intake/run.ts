@@ -4,7 +4,7 @@ import type { ProgressStamp } from '../../lib/store/prospects.js';
 import {
   DEFAULT_APPROVAL_TIMEOUT_MS,
   durationMs,
-  normaliseEmail,
+  normaliseAsciiEmail,
   type ApprovalStateValue,
   type IntakeInput,
   type IntakeResult,
@@ -62,7 +62,7 @@ export class IntakeRun {
 
   private freshStatus(): IntakeStatus {
     const lead = this.input.lead;
-    const first = normaliseEmail(lead?.email);
+    const first = normaliseAsciiEmail(lead?.email);
     const address = first.ok ? { email: first.email, domain: first.domain } : { email: String(lead?.email ?? '').replace(/\u0000/g, '').slice(0, 320), domain: '' };
     return {
       workflowId: this.info.workflowId,

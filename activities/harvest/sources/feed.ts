@@ -1,6 +1,8 @@
 import { XMLParser } from 'fast-xml-parser';
+import { OutboundRefusedError, type SafeFetcher, type SafeResponse } from '../../providers/safe-fetch.js';
 import {
   SourceRateLimitedError,
+  SourceRefusedError,
   SourceRejectedError,
   type FetchedPage,
   type FetchRequest,
@@ -14,10 +16,19 @@ import {
  * unchanged feed costs a 304 and nothing else. Paged feeds (RFC 5005,
  * `<link rel="next">`) are followed until a page brings nothing new.
  * Feeds carry no engagement metrics: their signals score on text and recency.
+ *
+ * Every request (the feed's URL, each redirect, each next page) goes through
+ * the safe fetcher: a feed is data, so its links may point anywhere, and a
+ * refused address, an oversized or endless answer, or a page with more items
+ * than the cap rejects the query (SourceRefusedError) instead of reaching
+ * the worker's network or exhausting its memory.
  */
 
 export interface FeedSourceOptions {
-  timeoutMs?: number;
+  /** The outbound policy's fetcher (activities/providers/safe-fetch.ts). */
+  fetcher: SafeFetcher;
+  /** Most items one page may hold (OUTBOUND_MAX_ITEMS); counted before the XML is parsed. */
+  maxItems?: number;
   userAgent?: string;
   /** Cap on the text kept per item. */
   maxTextChars?: number;
@@ -37,8 +48,9 @@ const parser = new XMLParser({
   isArray: (name) => ['item', 'entry', 'link', 'category'].includes(name),
 });
 
-export function feedSource(options: FeedSourceOptions = {}): SignalSource {
+export function feedSource(options: FeedSourceOptions): SignalSource {
   const maxText = options.maxTextChars ?? 2_000;
+  const maxItems = options.maxItems ?? 1_000;
   return {
     kind: 'feed',
     stopOnKnownPage: true,
@@ -55,30 +67,55 @@ export function feedSource(options: FeedSourceOptions = {}): SignalSource {
       if (cursor.etag) headers['if-none-match'] = cursor.etag;
       if (cursor.lastModified) headers['if-modified-since'] = cursor.lastModified;
 
-      let res: Response;
+      let res: SafeResponse;
       try {
-        res = await fetch(pageUrl, { headers, signal: AbortSignal.timeout(options.timeoutMs ?? 20_000), redirect: 'follow' });
+        res = await options.fetcher.get(pageUrl, { headers });
       } catch (err) {
-        throw new Error(`feed ${pageUrl} unreachable: ${(err as Error).message}`, { cause: err });
+        if (err instanceof OutboundRefusedError) {
+          const which = request.pageToken ? 'next page' : 'feed';
+          throw new SourceRefusedError(`query ${request.query.name}: ${which} refused: ${err.message}`, err.reason);
+        }
+        throw new Error(`query ${request.query.name}: feed unreachable: ${(err as Error).message}`, { cause: err });
       }
       if (res.status === 304) return { signals: [], cursorCandidate: request.cursor ?? undefined };
       if (res.status === 429) throw new SourceRateLimitedError(`feed ${pageUrl} answered 429`, Date.now() + retryAfterMs(res.headers.get('retry-after')));
       if (res.status >= 500) throw new Error(`feed ${pageUrl} answered ${res.status}`);
-      if (!res.ok) throw new SourceRejectedError(`feed ${pageUrl} answered ${res.status}`, res.status, Boolean(request.pageToken));
+      if (res.status < 200 || res.status > 299) throw new SourceRejectedError(`feed ${pageUrl} answered ${res.status}`, res.status, Boolean(request.pageToken));
 
-      const xml = await res.text();
-      const parsed = parseFeed(xml, feedUrl, maxText);
+      if (countItems(res.text, maxItems + 1) > maxItems) {
+        const which = request.pageToken ? 'next page' : 'feed';
+        throw new SourceRefusedError(`query ${request.query.name}: ${which} refused: ${new URL(res.url).origin}: more than OUTBOUND_MAX_ITEMS (${maxItems}) items on one page`, 'too_many_items');
+      }
+      const parsed = parseFeed(res.text, feedUrl, maxText);
       const validators: FeedCursor = {
         ...(res.headers.get('etag') ? { etag: res.headers.get('etag')! } : {}),
         ...(res.headers.get('last-modified') ? { lastModified: res.headers.get('last-modified')! } : {}),
       };
       return {
         signals: parsed.items,
-        nextPageToken: parsed.next ? new URL(parsed.next, pageUrl).toString() : undefined,
+        nextPageToken: nextPage(parsed.next, res.url),
         cursorCandidate: request.pageToken ? undefined : JSON.stringify(validators),
       };
     },
   };
+}
+
+/** Item and entry tags in the raw text (up to `stopAt`), counted before parsing so an oversized page never becomes objects. */
+function countItems(xml: string, stopAt: number): number {
+  const tag = /<(?:[\w.-]+:)?(?:item|entry)[\s/>]/g;
+  let n = 0;
+  while (n < stopAt && tag.exec(xml)) n++;
+  return n;
+}
+
+/** The next page's absolute URL, relative to the URL that answered; a link that is no URL ends the window. */
+function nextPage(href: string | undefined, base: string): string | undefined {
+  if (!href) return undefined;
+  try {
+    return new URL(href, base).toString();
+  } catch {
+    return undefined;
+  }
 }
 
 function parseCursor(cursor: string | null): FeedCursor {

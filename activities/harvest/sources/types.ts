@@ -53,6 +53,17 @@ export class SourceRejectedError extends Error {
   }
 }
 
+/**
+ * A request the outbound policy refused (an address it may not reach, an
+ * answer too large or too slow, a page with too many items): rejected like
+ * any refusal, and recorded with its reason.
+ */
+export class SourceRefusedError extends SourceRejectedError {
+  constructor(message: string, readonly reason: string) {
+    super(message, 0);
+  }
+}
+
 export interface SignalSource {
   readonly kind: SourceKind;
   /** True when a page of only already-known items means the rest is known too (feed archives). */
