@@ -12,7 +12,8 @@ import { createHubspot } from '../providers/hubspot.js';
 import { createOpenAI } from '../providers/openai.js';
 import { proposeSlots } from './slots.js';
 import { createCrmRecords, type CrmRecords, type LeadForCrm, type ResolvedCrm } from './crm.js';
-import { writeEmail, type WriteOutcome, type WriterContext } from './writer.js';
+import { writeEmail, type WriteOutcome, type WriterContext, type WriterFeedback } from './writer.js';
+import type { Rejection } from '../../lib/domain/grounding.js';
 import { createGmailDrafts, type DraftContent, type DraftRef, type EmailContext, type GmailDrafts, type SendOutcome } from './gmail.js';
 import { withHeartbeat } from '../providers/failures.js';
 import { appendIntakeAudit, commitStep, intakeAuditEvent, writeReadModel, type AuditEntry, type ProgressStamp, type ReadModelPatch } from '../../lib/store/prospects.js';
@@ -34,6 +35,8 @@ export interface SenderProfile {
   email: string;
   name: string;
   company: string;
+  /** What the sender sells, as the operator wrote it in the intake settings: the `sender.product` fact. */
+  pitch?: string;
   timeZone: string;
   workingHours: { start: string; end: string };
 }
@@ -89,6 +92,8 @@ export interface CloseOutInput {
 export interface NeedsHumanInput {
   prospect: { email: string; name?: string; company?: string };
   problems: string[];
+  /** The last draft's rejected sentences (absent in intakes started before they were kept). */
+  rejections?: Rejection[];
   ownerId?: string;
   contactId: string;
   companyId?: string;
@@ -171,12 +176,13 @@ export function createIntakeActivities(deps: ActivityDeps) {
 
     /** Step 2: the HubSpot contact (created when missing), company, association, owner; and who the sender is. */
     async intakeResolveCrm(stamp: ProgressStamp, input: { lead: ScreenedLead; sender: string }): Promise<{ crm: ResolvedCrm; sender: SenderProfile }> {
-      const resolved = await withHeartbeat(() => crmRecords().resolve(input.lead as LeadForCrm, input.sender));
+      const resolved = await withHeartbeat(() => crmRecords().resolve(input.lead as LeadForCrm, input.sender, stamp.intakeKey));
       const settings = await readSettings(pool);
       const sender: SenderProfile = {
         email: input.sender,
         name: resolved.senderName ?? input.sender.split('@')[0]!,
         company: settings.senderCompany,
+        ...(settings.senderPitch ? { pitch: settings.senderPitch } : {}),
         timeZone: settings.senderTimeZone,
         workingHours: { start: settings.workingHoursStart, end: settings.workingHoursEnd },
       };
@@ -222,13 +228,35 @@ export function createIntakeActivities(deps: ActivityDeps) {
     },
 
     /** Step 5: one LLM draft, judged by the grounding check and the guards. */
-    async intakeWriteDraft(stamp: ProgressStamp, input: { context: WriterContext; attempt: number; feedback: string[] }): Promise<WriteOutcome> {
-      const outcome = await writeEmail(llm(), config.providers.openai.model, input.context, input.feedback);
+    async intakeWriteDraft(stamp: ProgressStamp, input: { context: WriterContext; attempt: number; feedback?: WriterFeedback | string[] }): Promise<WriteOutcome> {
+      const { grounding } = config;
+      const outcome = await writeEmail(
+        llm(),
+        { model: config.providers.openai.model, ...(grounding.modelCheck ? { claimCheck: { model: grounding.model } } : {}) },
+        input.context,
+        input.feedback,
+      );
+      const judged = { attempts: input.attempt, problems: outcome.problems, rejections: outcome.rejections };
       await commitStep(
         pool,
         stamp,
-        { key: `write:${input.attempt}`, kind: 'step', action: 'write', outcome: outcome.ok ? 'grounded' : 'rejected', details: { attempt: input.attempt, problems: outcome.problems, factsUsed: outcome.factsUsed, model: outcome.model, tokens: outcome.tokens ?? null } },
-        { data: { grounding: { attempts: input.attempt, problems: outcome.problems } } },
+        {
+          key: `write:${input.attempt}`,
+          kind: 'step',
+          action: 'write',
+          outcome: outcome.ok ? 'grounded' : 'rejected',
+          details: {
+            attempt: input.attempt,
+            problems: outcome.problems,
+            rejections: outcome.rejections,
+            factsUsed: outcome.factsUsed,
+            model: outcome.model,
+            claimCheck: outcome.claimCheck ?? null,
+            tokens: outcome.tokens ?? null,
+          },
+        },
+        // The facts the writer was given (CRM, thread, sender) replace the CRM-only list of the resolve step.
+        { data: { grounding: judged, facts: input.context.facts } },
       );
       return outcome;
     },
@@ -277,7 +305,7 @@ export function createIntakeActivities(deps: ActivityDeps) {
       const body = [
         `<p><strong>Prospector drafted ${input.replying ? 'a reply in the existing thread' : 'a first email'}</strong> to ${esc(input.prospect.name ?? input.prospect.email)} (${esc(input.prospect.email)}): “${esc(input.subject)}” (draft v${input.version}).</p>`,
         `<p>Proposed times: ${input.slots.map((s) => esc(s.label)).join('; ') || 'none free'}.</p>`,
-        `<p>Grounded on: ${used.map((f) => esc(f.text)).join(' ') || 'no CRM facts'}.</p>`,
+        `<p>Grounded on: ${used.map((f) => esc(f.text)).join(' ') || 'no facts'}.</p>`,
         `<p>Mode: ${esc(input.mode)}. Awaiting approval until ${esc(input.deadline)}.</p>`,
         `<p><a href="${esc(links.inbox)}">Approval inbox</a> · <a href="${esc(links.temporal)}">Workflow in Temporal</a></p>`,
       ].join('');
@@ -464,6 +492,8 @@ export function createIntakeActivities(deps: ActivityDeps) {
       const links = intakeLinks(deps, stamp);
       const who = input.prospect.name ? `${input.prospect.name} <${input.prospect.email}>` : input.prospect.email;
       const why = input.problems.map(esc).join('; ');
+      // One line per problem: each rejected sentence quoted, with why, so the owner sees what the writer got wrong.
+      const listed = `<ul>${input.problems.map((p) => `<li>${esc(p)}</li>`).join('')}</ul>`;
       const task = await withHeartbeat(() =>
         crmRecords().ensureTask(stamp.intakeKey, effectKey(stamp.intakeKey, 'human-task'), {
           subject: `Write by hand: first email to ${who}`,
@@ -476,7 +506,7 @@ export function createIntakeActivities(deps: ActivityDeps) {
       );
       const note = await withHeartbeat(() =>
         crmRecords().ensureNote(stamp.intakeKey, effectKey(stamp.intakeKey, 'human-note'), {
-          body: `<p><strong>Prospector needs a human:</strong> no draft was created for ${esc(who)} because the writer's drafts failed our checks: ${why}.</p>`,
+          body: `<p><strong>Prospector needs a human:</strong> no draft was created for ${esc(who)} because the writer's drafts failed our checks:</p>${listed}`,
           at: new Date().toISOString(),
           ownerId: input.ownerId,
           contactId: input.contactId,
@@ -484,7 +514,7 @@ export function createIntakeActivities(deps: ActivityDeps) {
         }),
       );
       await inTransaction(pool, async (db) => {
-        await appendIntakeAudit(db, stamp, { kind: 'step', action: 'needs_human', outcome: 'handed_over', details: { problems: input.problems, taskId: task.id, noteId: note.id } });
+        await appendIntakeAudit(db, stamp, { kind: 'step', action: 'needs_human', outcome: 'handed_over', details: { problems: input.problems, rejections: input.rejections ?? [], taskId: task.id, noteId: note.id } });
         await writeReadModel(db, stamp, { reason: `grounding: ${input.problems.join('; ')}`, data: { taskId: task.id, noteId: note.id } });
         await recordFinalStage(db, stamp.intakeKey, stamp.stage);
       });

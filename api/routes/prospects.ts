@@ -118,6 +118,16 @@ const ProspectDetail = ProspectSummary.extend({
   draft: z.record(z.string(), z.unknown()).nullable().describe('Current draft: version, subject, body, Gmail ids, facts used'),
   slots: z.array(z.record(z.string(), z.unknown())),
   facts: z.array(z.record(z.string(), z.unknown())).describe('Grounding facts the writer was given'),
+  grounding: z
+    .object({
+      attempts: z.number().int(),
+      problems: z.array(z.string()).describe('Why the last draft was rejected, in words for people: each rejected sentence quoted, with why'),
+      rejections: z
+        .array(z.object({ sentence: z.number().int(), text: z.string(), kind: z.string(), reason: z.string() }))
+        .describe('The rejected sentences: position in subject + body, text, what kind of claim lacks support, and why'),
+    })
+    .nullable()
+    .describe('How the writer\'s drafts were judged; null before the write step'),
   decision: z.record(z.string(), z.unknown()).nullable(),
   refusals: z.array(z.record(z.string(), z.unknown())),
   links: z.record(z.string(), z.string()),
@@ -349,6 +359,7 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
             draft: (live?.draft as Record<string, unknown> | undefined) ?? data.draft ?? null,
             slots: live?.slots ?? data.slots ?? [],
             facts: live?.facts ?? data.facts ?? [],
+            grounding: groundingOf(live?.grounding ?? data.grounding),
             decision: live?.decision ?? data.decision ?? null,
             refusals: live?.refusals ?? refusalsFrom(audit),
             links: { self: statusUrl(id), temporal: ui },
@@ -418,6 +429,12 @@ export function prospectRoutes(deps: IntakeApiDeps): AnyRoute[] {
 
 const editOf = (b: { subject?: string; body?: string }) =>
   b.subject !== undefined || b.body !== undefined ? { ...(b.subject !== undefined ? { subject: b.subject } : {}), ...(b.body !== undefined ? { body: b.body } : {}) } : undefined;
+
+/** The writer's judgement as the workflow or the read model holds it; rows written before rejections were kept have none. */
+function groundingOf(g: { attempts?: number; problems?: string[]; rejections?: unknown[] } | undefined | null) {
+  if (!g) return null;
+  return { attempts: g.attempts ?? 1, problems: g.problems ?? [], rejections: (g.rejections ?? []) as { sentence: number; text: string; kind: string; reason: string }[] };
+}
 
 /** Refusals from the audit trail, newest last, when the workflow cannot be asked. */
 function refusalsFrom(rows: { at: unknown; action: string; outcome: string; actor: string; details: Record<string, any> }[]) {

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { addSuppression, listSuppressions, readSettings, removeSuppression, updateSettings, type IntakeSettings } from '../../lib/store/settings.js';
 import { appendAudit } from '../../lib/store/audit.js';
 import { parseSuppressionPattern } from '../../lib/domain/email.js';
+import { SENDER_PITCH_MAX } from '../../lib/domain/grounding-facts.js';
 import type { ApiDeps } from '../deps.js';
 import { problems } from '../problem.js';
 import { defineRoute, type AnyRoute, type Caller } from '../route.js';
@@ -9,7 +10,8 @@ import { defineRoute, type AnyRoute, type Caller } from '../route.js';
 /**
  * The screening policy operators control: the suppression list (addresses and
  * `*@domain`), and the intake settings (global pause, re-contact window,
- * daily caps per domain and per sender, the sender's company, zone and hours).
+ * daily caps per domain and per sender, the sender's company, product
+ * description, zone and hours).
  * Reads need prospects:read; changes need admin and are audited.
  */
 
@@ -44,6 +46,7 @@ const Settings = z
     domainDailyCap: z.number().int().describe('Intakes per prospect domain per UTC day'),
     senderDailyCap: z.number().int().describe('Intakes per sending mailbox per UTC day'),
     senderCompany: z.string(),
+    senderPitch: z.string().nullable().describe("What the sender sells, in the operator's words: the writer's only evidence about our product"),
     senderTimeZone: z.string(),
     workingHoursStart: z.string(),
     workingHoursEnd: z.string(),
@@ -60,6 +63,13 @@ const SettingsPatch = z
     domainDailyCap: z.number().int().min(0).max(1_000_000).optional(),
     senderDailyCap: z.number().int().min(0).max(1_000_000).optional(),
     senderCompany: z.string().trim().min(1).max(200).optional(),
+    senderPitch: z
+      .string()
+      .max(SENDER_PITCH_MAX, `senderPitch is longer than ${SENDER_PITCH_MAX} characters`)
+      .transform((v) => v.trim() || null)
+      .nullable()
+      .optional()
+      .describe(`What the sender sells (at most ${SENDER_PITCH_MAX} characters); null or "" clears it`),
     senderTimeZone: z
       .string()
       .max(64)

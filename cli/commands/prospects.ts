@@ -184,6 +184,11 @@ export function register(program: Command, ctx: CliContext): void {
         const used = (p.facts as { id: string; text: string }[]).filter((f) => (p.draft.factsUsed ?? []).includes(f.id));
         if (used.length) print(`Grounded on:\n${used.map((f) => `  - ${f.text}`).join('\n')}`);
       }
+      const rejections = (p.grounding?.rejections ?? []) as { sentence: number; text: string; reason: string }[];
+      if (rejections.length) {
+        print(`\nRejected sentences (draft attempt ${p.grounding.attempts}):`);
+        for (const r of rejections) print(`  ${r.sentence > 0 ? `${r.sentence}. ` : ''}“${r.text}”\n     ${r.reason}`);
+      }
       if (p.slots?.length) print(`Slots: ${p.slots.map((s: { label: string }) => s.label).join('; ')}`);
       for (const r of p.refusals ?? []) print(`Refused ${r.signal} v${r.version ?? '?'} by ${r.by}: ${r.reason}`);
       if (p.decision) print(`Decision: ${p.decision.outcome}${p.decision.by ? ` by ${p.decision.by}` : ''}${p.decision.version ? ` (v${p.decision.version})` : ''}`);
@@ -302,9 +307,10 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--recontact-days <n>', 're-contact window in days (0 = off)', nonNegativeInt('--recontact-days'))
     .option('--domain-cap <n>', 'intakes per prospect domain per day', nonNegativeInt('--domain-cap'))
     .option('--sender-cap <n>', 'intakes per sender per day', nonNegativeInt('--sender-cap'))
+    .option('--sender-pitch <text>', 'what the sender sells, at most 1000 characters ("" clears it): the writer\'s only evidence about our product')
     .option('--json', 'print JSON')
-    .action(async (o: { recontactDays?: number; domainCap?: number; senderCap?: number; json?: boolean }) => {
-      const patch = { recontactWindowDays: o.recontactDays, domainDailyCap: o.domainCap, senderDailyCap: o.senderCap };
+    .action(async (o: { recontactDays?: number; domainCap?: number; senderCap?: number; senderPitch?: string; json?: boolean }) => {
+      const patch = { recontactWindowDays: o.recontactDays, domainDailyCap: o.domainCap, senderDailyCap: o.senderCap, senderPitch: o.senderPitch };
       const changing = Object.values(patch).some((v) => v !== undefined);
       const s = await ctx.api<any>(changing ? 'PATCH' : 'GET', '/v1/screening', changing ? patch : undefined);
       if (o.json) return json(s);
@@ -312,5 +318,6 @@ export function register(program: Command, ctx: CliContext): void {
       print(`Re-contact window: ${s.recontactWindowDays} days`);
       print(`Daily caps:        ${s.domainDailyCap} per domain, ${s.senderDailyCap} per sender`);
       print(`Sender:            ${s.senderCompany}, ${s.workingHoursStart}–${s.workingHoursEnd} ${s.senderTimeZone}`);
+      print(`Sender pitch:      ${s.senderPitch ?? '(none)'}`);
     });
 }

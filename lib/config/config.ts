@@ -101,6 +101,9 @@ const settingsSchema = z.object({
   INTAKE_TASK_QUEUE: optionalText,
 
   OPENAI_MODEL: z.string().min(1).default('gpt-4o-mini'),
+  // The grounding gate's model layer (activities/intake/writer.ts): auto runs it against real OpenAI, not the sandbox.
+  GROUNDING_MODEL_CHECK: z.enum(['on', 'off', 'auto'], { error: 'expected on, off or auto' }).default('auto'),
+  GROUNDING_MODEL: optionalText,
   SLACK_CHANNEL: z.string().min(1).default('#prospector'),
 
   REDIS_URL: connectionUrlSetting(['redis', 'rediss'], 'redis://:password@host:6379').optional(),
@@ -202,6 +205,12 @@ export interface Config {
     /** Production: every decision, whatever the channel, carries a signed token. */
     signedOnly: boolean;
   };
+  /**
+   * The grounding gate's model layer: a second model call lists a draft's
+   * claims and the fact behind each (on with real OpenAI unless set off; the
+   * sandbox's scripted answers prove nothing about a real draft).
+   */
+  grounding: { modelCheck: boolean; model: string };
   redisUrl?: string;
   providers: {
     google: ProviderEndpoint & { clientId?: string; clientSecret?: string; refreshToken?: string; tokenUrl: string };
@@ -347,6 +356,10 @@ function buildConfig(s: Settings, secret: Partial<Record<SecretName, string>>): 
       tokenSecrets: [secret.APPROVAL_TOKEN_SECRET ?? DEV_APPROVAL_TOKEN_SECRET, ...(secret.APPROVAL_TOKEN_SECRET_PREVIOUS ? [secret.APPROVAL_TOKEN_SECRET_PREVIOUS] : [])],
       tokenTtlMs: s.APPROVAL_TOKEN_TTL,
       signedOnly: s.PROSPECTOR_ENV === 'production',
+    },
+    grounding: {
+      modelCheck: s.GROUNDING_MODEL_CHECK === 'auto' ? Boolean(secret.OPENAI_API_KEY) : s.GROUNDING_MODEL_CHECK === 'on',
+      model: s.GROUNDING_MODEL ?? s.OPENAI_MODEL,
     },
     redisUrl: s.REDIS_URL,
     providers: {

@@ -1,4 +1,5 @@
 import type { DraftContent, DraftView } from './draft.js';
+import type { Fact, Rejection } from './grounding.js';
 import ms from 'ms';
 
 /**
@@ -229,11 +230,8 @@ export interface Slot {
   timeZone: string;
 }
 
-export interface Fact {
-  id: string;
-  text: string;
-  source: string;
-}
+/** Evidence for the writer, each with where it came from: lib/domain/grounding.ts decides what counts. */
+export type { Fact, FactSource } from './grounding.js';
 
 
 export interface StepRecord {
@@ -279,7 +277,11 @@ export interface IntakeStatus {
   draft?: DraftView;
   slots: Slot[];
   facts: Fact[];
-  grounding?: { attempts: number; problems: string[] };
+  /**
+   * The last draft's judgement: problems as sentences for people (each
+   * rejected sentence quoted, with why), and the rejected sentences themselves.
+   */
+  grounding?: { attempts: number; problems: string[]; rejections: Rejection[] };
   approval?: { deadline: string; timeoutMs: number };
   decision?: Decision;
   sent?: { gmailMessageId: string; at: string; version: number };
@@ -302,6 +304,6 @@ export interface IntakeResult {
 
 
 /** Business key of one side effect of one intake (HubSpot `prospector_key`, DB effect rows). */
-export function effectKey(intakeKey: string, effect: 'task' | 'note' | 'decision-note' | 'draft' | 'send' | 'human-note' | 'human-task'): string {
+export function effectKey(intakeKey: string, effect: 'contact' | 'task' | 'note' | 'decision-note' | 'draft' | 'send' | 'human-note' | 'human-task'): string {
   return `${intakeKey}:${effect}`;
 }

@@ -12,6 +12,8 @@ export interface IntakeSettings {
   domainDailyCap: number;
   senderDailyCap: number;
   senderCompany: string;
+  /** What the sender sells, in the operator's words (at most 1000 characters); evidence for the writer. */
+  senderPitch: string | null;
   senderTimeZone: string;
   workingHoursStart: string;
   workingHoursEnd: string;
@@ -26,6 +28,7 @@ const SETTINGS_COLUMNS: Record<keyof Omit<IntakeSettings, 'updatedAt'>, string> 
   domainDailyCap: 'domain_daily_cap',
   senderDailyCap: 'sender_daily_cap',
   senderCompany: 'sender_company',
+  senderPitch: 'sender_pitch',
   senderTimeZone: 'sender_time_zone',
   workingHoursStart: 'working_hours_start',
   workingHoursEnd: 'working_hours_end',

@@ -33,7 +33,9 @@ import type { ErrorKind, ProviderContext, ProviderModule, WireError } from '../t
  *   GET  /contacts | /companies | /tasks | /notes   objects with `associations: {<type>: [ids]}`; any query
  *                                                  parameter other than `archived=true` filters by property equality
  *                                                  (e.g. /tasks?prospector_key=abc)
- *   POST /contacts | /companies | /tasks | /notes   seed one object as-is: {id?, properties, associations?: [{type, id}]}
+ *   POST /contacts | /companies | /tasks | /notes   seed one object as-is: {id?, properties, associations?: [{type, id, primary?}]}
+ *                                                  (an unlabeled association; `primary: true` between a contact and a
+ *                                                  company also adds the Primary one, as HubSpot's UI does)
  *   GET  /associations                             every directed association edge
  *   GET  /owners                                   fixture owners
  *   POST /settings                                 {searchLagMs}: new objects stay out of search results this long
@@ -917,9 +919,12 @@ function control(router: Router, ctx: Ctx) {
       const body = isRecord(req.body) ? req.body : {};
       const values = Object.fromEntries(Object.entries(isRecord(body.properties) ? body.properties : {}).map(([k, v]) => [k, String(v)]));
       const obj = newObject(ctx, type, values, body.id === undefined ? undefined : String(body.id));
-      for (const link of (Array.isArray(body.associations) ? body.associations : []) as { type?: string; id?: unknown }[]) {
-        const t = defaultAssociationType(type, parseObjectType(String(link?.type)) ?? type);
+      for (const link of (Array.isArray(body.associations) ? body.associations : []) as { type?: string; id?: unknown; primary?: unknown }[]) {
+        const toType = parseObjectType(String(link?.type)) ?? type;
+        const t = defaultAssociationType(type, toType);
         if (t) addAssociation(ctx.state, type, obj.id, String(link.id), t);
+        const primary = link.primary === true ? ASSOCIATION_TYPES.find((p) => p.from === type && p.to === toType && PRIMARY_TYPE_IDS.has(p.typeId)) : undefined;
+        if (primary) addAssociation(ctx.state, type, obj.id, String(link.id), primary);
       }
       ctx.changed();
       res.status(201).json(controlObject(ctx.state, type, obj));

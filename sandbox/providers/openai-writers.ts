@@ -107,7 +107,8 @@ export type Writer = (context: unknown) => Json | undefined;
 /**
  * `{subject, body, factsUsed}` from prospect, sender, facts, slots and reply.
  * Uses the first two facts verbatim and nothing else from the lead: notes,
- * titles and thread text in the context are never copied.
+ * titles and thread text in the context are never copied, and the company is
+ * named only when a fact names it.
  */
 export const writeProspectEmail: Writer = (context) => {
   if (!isObject(context)) return undefined;
@@ -115,7 +116,9 @@ export const writeProspectEmail: Writer = (context) => {
   const sender = isObject(context.sender) ? context.sender : {};
   const reply = isObject(context.reply) ? context.reply : undefined;
   const firstName = oneLine(text(prospect.name)?.split(/\s+/)[0] ?? 'there', 40);
-  const company = text(prospect.company) && oneLine(text(prospect.company)!, 80);
+  // A well-behaved model names the company only when a fact does: a name the lead typed grounds nothing.
+  const typedCompany = text(prospect.company) && oneLine(text(prospect.company)!, 80);
+  const company = typedCompany && list(context.facts).some((f) => isObject(f) && text(f.text)?.includes(typedCompany)) ? typedCompany : undefined;
   const senderName = oneLine(text(sender.name) ?? 'The team', 80);
   const senderCompany = oneLine(text(sender.company) ?? '', 80);
 
@@ -228,9 +231,31 @@ export const writeSignalAnalysis: Writer = (context) => {
   return { results } as unknown as Json;
 };
 
+// ---- claim_check ---------------------------------------------------------------
+
+/**
+ * `{claims}`: the grounding gate's claim checker, always satisfied. It lists
+ * the first two facts as the draft's claims (what the prospect_email writer
+ * states), each supported by its own id and placed in the sentence that holds
+ * its text. Tests script an "unsupported" answer through /_sandbox/openai/script.
+ */
+export const writeClaimCheck: Writer = (context) => {
+  if (!isObject(context)) return undefined;
+  const draft = isObject(context.draft) ? context.draft : {};
+  const sentences = list(draft.sentences).map((s) => (isObject(s) ? text(s.text) : text(s)) ?? '');
+  const claims = list(context.facts)
+    .filter(isObject)
+    .map((f) => ({ id: idOf(f.id), text: text(f.text) }))
+    .filter((f): f is { id: string; text: string } => Boolean(f.id && f.text))
+    .slice(0, 2)
+    .map((f) => ({ sentence: Math.max(1, sentences.findIndex((s) => s.includes(f.text)) + 1), claim: oneLine(f.text, 300), kind: 'detail', support: f.id }));
+  return { claims };
+};
+
 export const writers: Record<string, Writer> = {
   prospect_email: writeProspectEmail,
   signal_analysis: writeSignalAnalysis,
+  claim_check: writeClaimCheck,
 };
 
 /**

@@ -5,7 +5,7 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import formatsModule from 'ajv-formats';
 import { z } from 'zod';
 import type { ProviderContext, ProviderModule, WireError } from '../types.js';
-import { instanceFor, promptWords, readPrompt, settlers, writers, type ChatMessage, type Prompt } from './openai-writers.js';
+import { instanceFor, messageText, promptWords, readPrompt, settlers, writers, type ChatMessage, type Prompt } from './openai-writers.js';
 
 /**
  * OpenAI stand-in: chat completions (with structured outputs) and models, in
@@ -16,6 +16,8 @@ import { instanceFor, promptWords, readPrompt, settlers, writers, type ChatMessa
 
 const PREFIX = '/openai/v1';
 const MAX_CALLS_KEPT = 500;
+/** Whole prompts are large: fewer are kept than call records. */
+const MAX_REQUESTS_KEPT = 50;
 const MODELS = ['gpt-4o-mini', 'gpt-4o', 'gpt-4.1-mini', 'gpt-4.1', 'gpt-5-mini'];
 
 export interface ScriptedAnswer {
@@ -37,16 +39,27 @@ export interface CallRecord {
   at: string;
 }
 
+/** One request as the caller sent it: what tests read to see exactly what a model was told. */
+export interface RequestRecord {
+  schema: string | null;
+  model: string;
+  messages: { role: string; content: string }[];
+  at: string;
+}
+
 export interface OpenAIState {
   scripts: ScriptedAnswer[];
   /** The latest calls (bounded); totals stay exact. */
   calls: CallRecord[];
+  /** The latest requests' messages (bounded further). */
+  requests: RequestRecord[];
   totals: { calls: number; bySchema: Record<string, number>; tokens: { prompt: number; completion: number; total: number } };
 }
 
 const freshState = (): OpenAIState => ({
   scripts: [],
   calls: [],
+  requests: [],
   totals: { calls: 0, bySchema: {}, tokens: { prompt: 0, completion: 0, total: 0 } },
 });
 
@@ -328,6 +341,10 @@ function record(ctx: ProviderContext<OpenAIState>, req: CompletionRequest, promp
     at: new Date(ctx.now()).toISOString(),
   });
   if (ctx.state.calls.length > MAX_CALLS_KEPT) ctx.state.calls.splice(0, ctx.state.calls.length - MAX_CALLS_KEPT);
+  // A state file written before requests were kept has none.
+  const requests = (ctx.state.requests ??= []);
+  requests.push({ schema, model: req.model, messages: req.messages.map((m) => ({ role: m.role, content: messageText(m.content) })), at: new Date(ctx.now()).toISOString() });
+  if (requests.length > MAX_REQUESTS_KEPT) requests.splice(0, requests.length - MAX_REQUESTS_KEPT);
   ctx.changed();
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }
@@ -453,6 +470,7 @@ export const openai: ProviderModule<OpenAIState> = {
       res.json({ ok: true });
     });
     router.get('/calls', (_req, res) => void res.json(ctx.state.calls));
+    router.get('/requests', (_req, res) => void res.json(ctx.state.requests ?? []));
     router.get('/stats', (_req, res) => void res.json(ctx.state.totals));
   },
 };

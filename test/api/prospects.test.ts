@@ -254,6 +254,18 @@ describe('prospects API', () => {
     expect((await api.call('GET', '/v1/screening', { key: reader })).body.paused).toBe(false);
   });
 
+  it("the sender's product description: admin sets it (at most 1000 characters), readers see it, an empty one clears it", async () => {
+    expect((await api.call('GET', '/v1/screening', { key: reader })).body.senderPitch).toBeNull();
+    expect((await api.call('PATCH', '/v1/screening', { key: reader, body: { senderPitch: 'x' } })).status).toBe(403);
+    const tooLong = await api.call('PATCH', '/v1/screening', { key: admin, body: { senderPitch: 'y'.repeat(1001) } });
+    expect(tooLong.status).toBe(400);
+    expect(tooLong.body.errors[0]).toMatchObject({ field: 'body.senderPitch' });
+    const set = await api.call('PATCH', '/v1/screening', { key: admin, body: { senderPitch: '  Prospector drafts grounded first emails.  ' } });
+    expect(set).toMatchObject({ status: 200, body: { senderPitch: 'Prospector drafts grounded first emails.' } });
+    expect((await api.call('GET', '/v1/screening', { key: reader })).body.senderPitch).toBe('Prospector drafts grounded first emails.');
+    expect((await api.call('PATCH', '/v1/screening', { key: admin, body: { senderPitch: '' } })).body.senderPitch).toBeNull();
+  });
+
   it('every response matched the OpenAPI document', () => {
     expect(api.violations).toEqual([]);
   });

@@ -3,6 +3,7 @@ import { createActivities } from '../../activities/index.js';
 import { loadConfig } from '../../lib/config/config.js';
 import { createLogger } from '../../lib/config/logger.js';
 import type { Sandbox } from '../../sandbox/server.js';
+import type { SandboxClient } from '../../sandbox/client.js';
 import { startProspectsApi, type ProspectsApi } from '../api/prospects-api.js';
 import { runCli as cli } from '../helpers/cli.js';
 import { quietTemporalRuntime, testDatabase, testSandbox, testTemporal, testWorker, uniqueTaskQueue } from '../helpers/stack.js';
@@ -14,6 +15,7 @@ describe('prospector prospects CLI', () => {
   let db: Awaited<ReturnType<typeof testDatabase>>;
   let temporal: Awaited<ReturnType<typeof testTemporal>>;
   let sandbox: Sandbox;
+  let sbx: SandboxClient;
   let worker: Awaited<ReturnType<typeof testWorker>> | undefined;
   let api: ProspectsApi;
   const taskQueue = uniqueTaskQueue('intake-cli');
@@ -24,6 +26,7 @@ describe('prospector prospects CLI', () => {
     let sb;
     [db, temporal, sb] = await Promise.all([testDatabase(), testTemporal(), testSandbox()]);
     sandbox = sb.sandbox;
+    sbx = sb.client;
     const config = await loadConfig({ env: {}, overrides: { SANDBOX_URL: sandbox.url } });
     worker = await testWorker(temporal, createActivities({ config, pool: db.pool, log: createLogger({ name: 't', level: 'silent' }) }), taskQueue);
     api = await startProspectsApi({ config, pool: db.pool, temporal: temporal.client, taskQueue });
@@ -60,7 +63,8 @@ describe('prospector prospects CLI', () => {
     const show = await cli('prospects', 'show', lead.email);
     expect(show.code).toBe(0);
     expect(show.out).toContain(`${id}  AWAITING_APPROVAL`);
-    expect(show.out).toMatch(/Draft v1: Quick idea for Newco/);
+    // The lead's typed company grounds nothing, so the sandbox writer's subject names ours.
+    expect(show.out).toMatch(/Draft v1: Quick idea from Prospector/);
     expect(show.out).toContain(`Decide: prospector prospects approve ${id} --draft-version 1`);
 
     // The approver is whoever the key belongs to, and only once they are in the registry.
@@ -92,6 +96,21 @@ describe('prospector prospects CLI', () => {
     expect((await cli('prospects', 'submit', 'nope')).err).toMatch(/400 Invalid request: body\.email: "nope" is not an email address/);
     expect(await cli('approvers', 'remove', 'kim@prospector.example')).toMatchObject({ code: 0, out: 'Removed kim@prospector.example.\n' });
     expect(await cli('approvers', 'remove', 'kim@prospector.example')).toMatchObject({ code: 4, err: 'error: no approver kim@prospector.example\n' });
+  });
+
+  it('show prints each rejected sentence of a draft that went to a person, and why', async () => {
+    const lead = uniqueLead();
+    const invented = { subject: 'A quick question', body: 'Hi Robin,\n\nFollowing up on our call last week.\n\nBest regards,\nSam', factsUsed: [] };
+    await sbx.post('/_sandbox/openai/script', { match: lead.company, schema: 'prospect_email', content: invented, times: 2 });
+    const submitted = JSON.parse((await cli('prospects', 'submit', lead.email, '--company', lead.company!, '--json', '--wait')).out);
+    await waitForReadModel(db.pool, submitted.id, ['NEEDS_HUMAN']);
+
+    const show = await cli('prospects', 'show', lead.email);
+    expect(show.code).toBe(0);
+    expect(show.out).toMatch(/Rejected sentences \(draft attempt 2\):\n {2}\d+\. “Following up on our call last week\.”\n {5}\S/);
+    const shown = JSON.parse((await cli('prospects', 'show', lead.email, '--json')).out);
+    expect(shown.grounding).toMatchObject({ attempts: 2, rejections: [{ text: 'Following up on our call last week.', kind: 'prior_interaction' }] });
+    expect(show.out).toContain(shown.grounding.rejections[0].reason);
   });
 
   it('suppress add/list/remove, pause/resume and the screening policy', async () => {

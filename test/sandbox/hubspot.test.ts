@@ -107,6 +107,21 @@ describe('HubSpot sandbox with @hubspot/api-client', () => {
     expect(read.associations?.companies?.results).toEqual([{ id: '1001', type: 'contact_to_company_unlabeled' }]);
   });
 
+  it('serves the Primary contact→company association with its type, for fixtures and seeded contacts alike', async () => {
+    const jane = await hubspot.crm.associations.v4.basicApi.getPage('contacts', '2001', 'companies');
+    expect(jane.results.map((r) => [Number(r.toObjectId), r.associationTypes.map((t) => [t.typeId, t.label])])).toEqual([[1001, [[1, 'Primary'], [279, null]]]]);
+
+    const seeded = await control.post<{ id: string }>('/_sandbox/hubspot/contacts', {
+      properties: { email: 'kim.free@gmail.com' },
+      associations: [{ type: 'companies', id: '1003' }, { type: 'companies', id: '1002', primary: true }],
+    });
+    const page = await hubspot.crm.associations.v4.basicApi.getPage('contacts', seeded.id, 'companies');
+    const byId = new Map(page.results.map((r) => [String(r.toObjectId), r.associationTypes.map((t) => t.typeId).sort((a, b) => a - b)]));
+    expect(Object.fromEntries(byId)).toEqual({ '1002': [1, 279], '1003': [279] });
+    const back = await hubspot.crm.associations.v4.basicApi.getPage('companies', '1002', 'contacts');
+    expect(back.results.find((r) => String(r.toObjectId) === seeded.id)?.associationTypes.map((t) => t.label)).toContain('Primary');
+  });
+
   it('creates a task for the contact with a custom key, finds exactly it by that key, and completes it', async () => {
     await hubspot.crm.objects.tasks.basicApi.create(taskInput('intake-other', '2002'));
     const task = await hubspot.crm.objects.tasks.basicApi.create(taskInput('intake-jane-1', '2001'));

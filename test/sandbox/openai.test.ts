@@ -7,6 +7,8 @@ import { loadConfig } from '../../lib/config/config.js';
 import type { Sandbox } from '../../sandbox/server.js';
 import type { SandboxClient } from '../../sandbox/client.js';
 import { testSandbox } from '../helpers/stack.js';
+import { writeEmail, type WriterContext } from '../../activities/intake/writer.js';
+import type { RequestRecord } from '../../sandbox/providers/openai.js';
 
 /** The OpenAI stand-in, driven through the real `openai` SDK (structured outputs via zodResponseFormat + parse). */
 
@@ -263,6 +265,55 @@ describe('OpenAI sandbox with the real SDK', () => {
     });
     expect(res.status).toBe(401);
     expect(((await res.json()) as { error: unknown }).error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_api_key' });
+  });
+
+  it('plays the claim checker for the writer: every claim supported by default, a scripted unsupported claim rejects, a refusal fails closed; requests keep what was sent', async () => {
+    const context: WriterContext = {
+      prospect: { name: 'Ada Lovelace', email: 'ada@acme.example', company: 'Acme' },
+      sender: { name: 'Sam Seller', company: 'Prospector', email: 'sales@prospector.example' },
+      facts: facts.map((f) => ({ ...f, source: 'hubspot:company' as const })),
+      slots: slots.map((s) => ({ ...s, timeZone: 'America/New_York' })),
+      meeting: { minutes: 30 },
+    };
+    const options = { model: 'gpt-4o-mini', claimCheck: { model: 'gpt-4.1-mini' } };
+
+    const clean = await writeEmail(client, options, context);
+    expect(clean).toMatchObject({ ok: true, problems: [], rejections: [], claimCheck: { model: 'gpt-4.1-mini', claims: 2 } });
+    const [, check] = await sbx.get<RequestRecord[]>('/_sandbox/openai/requests');
+    expect(check).toMatchObject({ schema: 'claim_check', model: 'gpt-4.1-mini' });
+    const block = check!.messages.find((m) => m.role === 'user')!.content.match(/<context>(.*)<\/context>/s)![1]!;
+    const data = JSON.parse(block);
+    expect(data.facts).toEqual(facts);
+    expect(data.draft.sentences[0]).toEqual({ n: 1, text: 'Quick idea for Acme' });
+
+    await sbx.post('/_sandbox/openai/script', {
+      schema: 'claim_check',
+      content: {
+        claims: [
+          { sentence: 1, claim: 'Acme', kind: 'name', support: 'f1' },
+          { sentence: 99, claim: 'five data engineers', kind: 'figure', support: 'f7' },
+          { sentence: 3, claim: 'Ada signed with us', kind: 'relationship', support: 'unsupported' },
+        ],
+      },
+    });
+    const rejected = await writeEmail(client, options, context);
+    expect(rejected.ok).toBe(false);
+    // An id that is not a fact supports nothing; a sentence number out of range is placed by the claim's words.
+    expect(rejected.rejections).toEqual([
+      { sentence: expect.any(Number), text: 'Acme is hiring five data engineers.', kind: 'figure', reason: 'the claim checker found no fact for “five data engineers”' },
+      { sentence: 3, text: expect.any(String), kind: 'relationship', reason: 'the claim checker found no fact for “Ada signed with us”' },
+    ]);
+    expect(rejected.feedback).toMatchObject({ unknownFacts: false, rejections: rejected.rejections, draft: { subject: 'Quick idea for Acme' } });
+
+    await sbx.post('/_sandbox/openai/script', { schema: 'claim_check', content: { refusal: 'No.' } });
+    const unjudged = await writeEmail(client, options, context);
+    expect(unjudged).toMatchObject({ ok: false, problems: ['the claim checker refused to judge the draft'], feedback: { unusable: 'unchecked' } });
+
+    // Off: no second call at all.
+    const before = (await sbx.get<unknown[]>('/_sandbox/openai/requests')).length;
+    expect(await writeEmail(client, { model: 'gpt-4o-mini' }, context)).toMatchObject({ ok: true });
+    const after = await sbx.get<RequestRecord[]>('/_sandbox/openai/requests');
+    expect(after.slice(before).map((r) => r.schema)).toEqual(['prospect_email']);
   });
 
   it('lists models', async () => {

@@ -68,6 +68,14 @@ describe('configuration', () => {
     expect(config.redisUrl).toBe('rediss://:pw@cache:6380');
   });
 
+  it('runs the grounding gate\'s model layer against real OpenAI by default, never against the sandbox unless asked', async () => {
+    expect((await loadConfig({ env: {} })).grounding).toEqual({ modelCheck: false, model: 'gpt-4o-mini' });
+    expect((await loadConfig({ env: { OPENAI_API_KEY: 'sk-test', OPENAI_MODEL: 'gpt-4.1' } })).grounding).toEqual({ modelCheck: true, model: 'gpt-4.1' });
+    expect((await loadConfig({ env: { OPENAI_API_KEY: 'sk-test', GROUNDING_MODEL_CHECK: 'off' } })).grounding.modelCheck).toBe(false);
+    expect((await loadConfig({ env: { GROUNDING_MODEL_CHECK: 'on', GROUNDING_MODEL: 'gpt-4.1-mini' } })).grounding).toEqual({ modelCheck: true, model: 'gpt-4.1-mini' });
+    expect(await problemsOf({ GROUNDING_MODEL_CHECK: 'sometimes' })).toEqual([expect.stringMatching(/^GROUNDING_MODEL_CHECK: expected on, off or auto.*"sometimes"/)]);
+  });
+
   it('uses live endpoints once credentials exist, from env or from secret files', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'secrets-'));
     writeFileSync(path.join(dir, 'hubspot_access_token'), 'pat-from-file\n');

@@ -380,12 +380,14 @@ describe('prospect intake workflow', () => {
 
     const recovered = await waitForStage(client, a.workflowId, ['AWAITING_APPROVAL', 'NEEDS_HUMAN']);
     expect(recovered.stage).toBe('AWAITING_APPROVAL');
-    expect(recovered.grounding).toEqual({ attempts: 2, problems: [] });
+    expect(recovered.grounding).toEqual({ attempts: 2, problems: [], rejections: [] });
     expect(recovered.draft!.body).not.toMatch(/40M|37%|Series/);
 
     expect(await result(b.workflowId)).toMatchObject({ stage: 'NEEDS_HUMAN' });
     const failed = await status(client, b.workflowId);
-    expect(failed.reason).toMatch(/^grounding: cites facts that are not in the context: funding\.round; states figures not in the context: \$40M, 37%; names things the context does not mention: Series, Initech/);
+    // Each rejected sentence, quoted, with why (the wording of each reason is lib/domain/grounding.ts's).
+    expect(failed.reason).toMatch(/^grounding: cites facts that are not in the context: funding\.round; sentence 1 “Congrats on the Series B”: .+; sentence 2 “Congrats on raising \$40M last week!”: .*\$40M.*; sentence 3 “We helped Initech cut costs by 37%\.”: .*37%/);
+    expect(failed.grounding!.rejections.map((r) => r.sentence)).toEqual([1, 2, 3]);
     const fx = await effectsOf(sbx, b.runId);
     expect(fx.drafts).toHaveLength(0);
     expect(fx.tasks.map((t) => t.properties.hs_task_subject)).toEqual([expect.stringMatching(/^Write by hand/)]);

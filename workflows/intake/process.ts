@@ -2,6 +2,7 @@ import { ActivityFailure, ApplicationFailure, CancellationScope, ContinueAsNew, 
 import type { ResolvedCrm } from '../../activities/intake/crm.js';
 import type { EmailContext } from '../../activities/intake/gmail.js';
 import { draftMessageId, type DraftContent } from '../../lib/domain/draft.js';
+import { senderFacts, threadFacts } from '../../lib/domain/grounding-facts.js';
 import type { SenderProfile } from '../../activities/intake/index.js';
 import type { ScreenedLead } from '../../activities/intake/screening.js';
 import type { WriteOutcome, WriterContext } from '../../activities/intake/writer.js';
@@ -51,7 +52,7 @@ export async function prospectIntake(raw: IntakeInput): Promise<IntakeResult> {
     if (!written.ok) return await handToPerson(run, gate, lead, written);
     const created = await createDraft(run, lead, profile, context, written);
     if (created !== 'created') return await endAfterEarlierSend(run, gate, created);
-    const deadlineMs = await recordForOwner(run, crm);
+    const deadlineMs = await recordForOwner(run);
     await openGate(run, gate, deadlineMs);
     return await afterDecision(run, gate, await gate.decision(deadlineMs));
   } catch (err) {
@@ -115,9 +116,15 @@ async function proposeSlots(run: IntakeRun, lead: ScreenedLead, crm: ResolvedCrm
   run.note('slots', `${run.status.slots.length} proposed`);
 }
 
-/** 5. The email, judged: one regeneration with the problems as feedback, then a person. */
+/**
+ * 5. The email, judged: one regeneration with the problems as feedback, then a person.
+ * The evidence is HubSpot's facts, what was said in the latest Gmail thread,
+ * and what the sender says about itself; the prospect's fields only address.
+ */
 async function write(run: IntakeRun, lead: ScreenedLead, crm: ResolvedCrm, profile: SenderProfile, context: EmailContext): Promise<WriteOutcome & { context: WriterContext }> {
   const { status } = run;
+  const thread = context.latest?.messages.map((m) => ({ from: m.from, at: m.at, text: m.text }));
+  status.facts = [...crm.facts, ...threadFacts(thread), ...senderFacts(profile)];
   const writerContext: WriterContext = {
     prospect: {
       name: lead.name ?? ([crm.contact.firstName, crm.contact.lastName].filter(Boolean).join(' ') || undefined),
@@ -127,23 +134,25 @@ async function write(run: IntakeRun, lead: ScreenedLead, crm: ResolvedCrm, profi
       timeZone: lead.timeZone ?? crm.contact.timeZone,
     },
     sender: { name: profile.name, company: profile.company, email: profile.email },
-    facts: crm.facts,
+    facts: status.facts,
     slots: status.slots,
     meeting: { minutes: MEETING_MINUTES },
     ...(context.reply ? { reply: { threadId: context.reply.threadId, subject: context.reply.subject } } : {}),
-    ...(context.latest ? { thread: context.latest.messages.map((m) => ({ from: m.from, at: m.at, text: m.text })) } : {}),
+    ...(thread ? { thread } : {}),
     lead: { notes: lead.notes, source: lead.source },
   };
   run.enter('WRITING');
   let attempts = 1;
-  let written = await writer.intakeWriteDraft(run.stamp(), { context: writerContext, attempt: 1, feedback: [] });
+  let written = await writer.intakeWriteDraft(run.stamp(), { context: writerContext, attempt: 1 });
   run.note('write', written.ok ? 'grounded' : 'rejected', written.problems.join('; ') || undefined);
   if (!written.ok) {
     attempts = 2;
-    written = await writer.intakeWriteDraft(run.stamp(), { context: writerContext, attempt: 2, feedback: written.problems });
+    // The activity's own structured findings, not its sentences for people: the retry prompt states them in our words.
+    written = await writer.intakeWriteDraft(run.stamp(), { context: writerContext, attempt: 2, feedback: written.feedback ?? { rejections: written.rejections ?? [], unknownFacts: false } });
     run.note('write', written.ok ? 'grounded' : 'rejected', written.problems.join('; ') || undefined);
   }
-  status.grounding = { attempts, problems: written.problems };
+  // Histories recorded before rejections were kept replay with outcomes that lack them.
+  status.grounding = { attempts, problems: written.problems, rejections: written.rejections ?? [] };
   return { ...written, context: writerContext };
 }
 
@@ -154,6 +163,7 @@ async function handToPerson(run: IntakeRun, gate: ApprovalGate, lead: ScreenedLe
   await providers.intakeNeedsHuman(run.enter('NEEDS_HUMAN'), {
     prospect: { email: lead.email, name: written.context.prospect.name, company: status.lead.company },
     problems: written.problems,
+    rejections: written.rejections ?? [],
     ownerId: run.crm!.ownerId,
     contactId: run.crm!.contactId,
     companyId: run.crm!.companyId,
@@ -204,7 +214,7 @@ async function endAfterEarlierSend(run: IntakeRun, gate: ApprovalGate, earlier: 
 }
 
 /** 7. The owner's "review and send" task and the summary note; returns the approval deadline. */
-async function recordForOwner(run: IntakeRun, crm: ResolvedCrm): Promise<number> {
+async function recordForOwner(run: IntakeRun): Promise<number> {
   const { status } = run;
   const draft = run.draft!;
   const deadlineMs = Date.now() + run.timeoutMs;
@@ -229,7 +239,7 @@ async function recordForOwner(run: IntakeRun, crm: ResolvedCrm): Promise<number>
     version: 1,
     replying: Boolean(draft.reply),
     slots: status.slots,
-    facts: crm.facts,
+    facts: status.facts,
     factsUsed: status.draft!.factsUsed,
     deadline,
     mode: run.mode,
