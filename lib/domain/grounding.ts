@@ -118,6 +118,10 @@ interface Evidence {
   /** Stems of what HubSpot, Gmail and the calendar say (not our own product). */
   prospectStems: Set<string>;
   facts: { fact: Fact; stems: Set<string>; terms: Term[] }[];
+  /** Stems of our own facts (the sender's product and company). */
+  senderStems: Set<string>;
+  /** Stems of the names that address and sign (the prospect's, the sender's, our company). */
+  addressStems: Set<string>;
   /** The sender's company and the names its own facts use (products): what "our" stands for. */
   ourNames: string[];
   /** A fact about the prospect names our company or product: they are (or were) a customer. */
@@ -170,7 +174,7 @@ function sentencesIn(text: string): { text: string; terms: Term[] }[] {
 
 /** Greeting and signature lines address people; they claim nothing. */
 const GREETING = /^\s*(hi|hello|hey|dear|good (morning|afternoon|evening)|greetings)\b[^.!?\n]{0,60}[,!:—–-]?\s*$/i;
-const SIGN_OFF = /^\s*(best|cheers|thanks|thank you|many thanks|regards|kind regards|warm regards|best regards|all the best|talk soon|speak soon|sincerely|yours|warmly|onward|take care|have a great)\b[^.!?\n]{0,40}[,!.]?\s*$/iu;
+const SIGN_OFF = /^\s*(best|cheers|thanks|thank you|many thanks|regards|kind regards|warm regards|best regards|all the best|talk soon|speak soon|sincerely|yours( truly| sincerely)?|warmly|onward|take care)( again| so much| in advance| wishes| for now)?\s*[,!.]?\s*$/iu;
 /** "— Sam", "-- Sam Lee": a dash and a name alone on the line (a bullet goes on with a sentence). */
 const SIGNATURE_DASH = /^\s*(—|–|--|-)\s*\p{Lu}[\p{L}.]*(\s+\p{Lu}[\p{L}.]*){0,2}\s*$/u;
 
@@ -239,7 +243,7 @@ export function numbersIn(text: string): StatedNumber[] {
 }
 
 function evidenceOf(input: GroundingInput): Evidence {
-  const ev: Evidence = { words: new Set(), stems: new Set(), prefixes: new Set(), numbers: [], meetingNumbers: [], prospectWords: new Set(), contactStems: new Set(), prospectStems: new Set(), facts: [], ourNames: [], customerOfOurs: false };
+  const ev: Evidence = { words: new Set(), stems: new Set(), prefixes: new Set(), numbers: [], meetingNumbers: [], prospectWords: new Set(), contactStems: new Set(), prospectStems: new Set(), senderStems: new Set(), addressStems: new Set(), facts: [], ourNames: [], customerOfOurs: false };
   const take = (text: string, into?: (t: Term) => void) => {
     for (const terms of termsOf(text)) {
       for (const t of terms) {
@@ -262,6 +266,7 @@ function evidenceOf(input: GroundingInput): Evidence {
     take(fact.text, (t) => {
       stems.add(t.stem);
       if (aboutProspect) ev.prospectStems.add(t.stem);
+      else ev.senderStems.add(t.stem);
       if (fact.source === 'hubspot:contact') ev.contactStems.add(t.stem);
       if ((fact.source === 'hubspot:company' || fact.source === 'hubspot:contact') && /^\p{Lu}/u.test(t.text) && !(t.opener && ENGLISH.has(t.word)) && !NEUTRAL_CAPITALS.has(t.word)) ev.prospectWords.add(t.word);
     });
@@ -278,7 +283,7 @@ function evidenceOf(input: GroundingInput): Evidence {
   ev.customerOfOurs = input.facts.some(
     (f) => (f.source === 'hubspot:contact' || f.source === 'hubspot:company') && termsOf(f.text).flat().some((t) => ourWords.has(t.word)) && /\b(customer|client|user|subscri|licen|trial|pilot|renew|contract|account)/i.test(f.text),
   );
-  for (const name of [prospectName, senderName, senderCompany]) if (name) take(name);
+  for (const name of [prospectName, senderName, senderCompany]) if (name) take(name, (t) => ev.addressStems.add(t.stem));
   for (const slot of input.slots) {
     const before = ev.numbers.length;
     take(slot.label);
@@ -343,7 +348,7 @@ const WEEKDAYS = new Set(WEEKDAYS_LIST);
 function retells(s: Sentence, ev: Evidence): boolean {
   const content = s.terms.filter(isContent);
   if (content.some((t) => isThing(t) && !isEventWord(t) && !supported(ev, t) && !isGeneric(t))) return false;
-  return ev.facts.some((f) => new Set(content.filter((t) => f.stems.has(t.stem)).map((t) => t.stem)).size >= 3);
+  return ev.facts.some((f) => f.fact.source !== 'sender' && new Set(content.filter((t) => f.stems.has(t.stem)).map((t) => t.stem)).size >= 3);
 }
 
 /** "would use our app", "to try our": an offer, not a claim of use. */
@@ -383,7 +388,9 @@ function substitution(s: Sentence, ev: Evidence): { fact: Fact; said: string[]; 
       if (!x || !y) return false;
       const nx = numbersIn(x.text)[0];
       const ny = numbersIn(y.text)[0];
-      return same(x, y) || (nx !== undefined && ny !== undefined && nx.value === ny.value);
+      // A fragment of a compound ("Wi-Fi") says nothing about what stands there.
+      const fragment = (t: Term) => t.word.length < 3 && !STOPWORDS.has(t.word);
+      return same(x, y) || fragment(x) || fragment(y) || (nx !== undefined && ny !== undefined && nx.value === ny.value);
     };
     const bounds: [number, number][] = [[-1, -1], ...pairs, [mine.length, theirs.length]];
     // Before the first shared word nothing is swapped.
@@ -392,21 +399,29 @@ function substitution(s: Sentence, ev: Evidence): { fact: Fact; said: string[]; 
       const [i2, j2] = bounds[k + 1]!;
       const inner = k + 1 < bounds.length - 1;
       let said = mine.slice(i1 + 1, i2);
-      const was = theirs.slice(j1 + 1, j2);
+      let was = theirs.slice(j1 + 1, j2);
       if (!inner) {
-        // After the last shared word, the swap is what ends the clause ("… and implants, so I imagine …").
-        const end = said.findIndex((t) => t.clauseEnd);
-        if (end >= 0) said = said.slice(0, end + 1);
+        // After the last shared word, the swap is what ends the clause ("… and implants, so I imagine …"), in both.
+        const cut = (list: Term[]) => {
+          const end = list.findIndex((t) => t.clauseEnd);
+          return end >= 0 ? list.slice(0, end + 1) : list;
+        };
+        said = cut(said);
+        was = cut(was);
       }
       if (!said.length || !was.length || said.length > 3 || was.length > 3) continue;
       // Inside, a swap is about as long as what it replaces; at the end, short and no longer than it ("… for hospitals.").
       if (inner ? Math.abs(said.length - was.length) > 1 : said.length > was.length + 1) continue;
       if (!sameBefore(said[0]!, was[0]!)) continue;
       // New against this fact and what we know of the prospect: "Brno" is known, but not as where this line is.
-      const inFact = (t: Term) => theirs.some((f) => same(f, t) || (t.word.length >= 4 && f.word.length >= 4 && (f.word.startsWith(t.word) || t.word.startsWith(f.word))));
+      const inFact = (t: Term) => theirs.some((f) => same(f, t) || commonPrefix(f.word, t.word) >= 5 || (t.word.length >= 4 && f.word.length >= 4 && (f.word.startsWith(t.word) || t.word.startsWith(f.word))));
       const newThings = said.filter((t) => swappable(t, s.terms) && !inFact(t) && (isEntity(t) || CALENDAR.has(t.word) || t.tags.has('Ordinal') || !ev.prospectStems.has(t.stem)));
       const lostThings = was.filter((t) => swappable(t, all, true) && !mine.some((m) => same(m, t)));
-      if (!newThings.includes(said[0]!) || !lostThings.length) continue;
+      // The swap starts the gap; a phrase for a phrase may open with a plain word ("fast-casual cafés" for "full-service restaurants").
+      const phrase = said.length >= 2 && Math.abs(said.length - was.length) <= 1;
+      if (!lostThings.length || !newThings.length || (phrase ? inFact(said[0]!) : !newThings.includes(said[0]!))) continue;
+      // Our own product is retold in many words; only an exclusive attribute swapped there changes it ("billed quarterly" for "billed annually").
+      if (fact.source === 'sender' && !newThings.some(contrastive)) continue;
       // A swap keeps the kind of word: a name for a name, a common word for a common word.
       const name = (t: Term) => /^\p{Lu}/u.test(t.text) && !CALENDAR.has(t.word);
       if (newThings.some((n) => lostThings.some((l) => name(l) === name(n)))) return { fact, said: newThings.map((t) => t.text), was: lostThings.map((t) => t.text) };
@@ -414,6 +429,16 @@ function substitution(s: Sentence, ev: Evidence): { fact: Fact; said: string[]; 
   }
   return undefined;
 }
+
+const commonPrefix = (a: string, b: string) => {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i;
+};
+
+/** Attributes that exclude each other (a weekday, a month, a frequency, an ordinal, a name): swapping one is never a paraphrase. */
+const contrastive = (t: Term) => CALENDAR.has(t.word) || FREQUENCIES.has(t.word) || t.tags.has('Ordinal') || isEntity(t);
+const FREQUENCIES = new Set('hourly daily nightly weekly fortnightly biweekly monthly quarterly yearly annually annual biannually semiannually weekdays weekends'.split(' '));
 
 const CALENDAR = new Set([...WEEKDAYS_LIST, ...'january february march april may june july august september october november december'.split(' ')]);
 
@@ -424,7 +449,7 @@ const CALENDAR = new Set([...WEEKDAYS_LIST, ...'january february march april may
  */
 function swappable(t: Term, terms: Term[], generic = false): boolean {
   if (STOPWORDS.has(t.word)) return false;
-  if (CALENDAR.has(t.word) || t.tags.has('Ordinal')) return true;
+  if (CALENDAR.has(t.word) || FREQUENCIES.has(t.word) || t.tags.has('Ordinal')) return true;
   if (!generic && isGeneric(t)) return false;
   if (isThing(t)) return true;
   const prev = terms[terms.indexOf(t) - 1];
@@ -436,14 +461,27 @@ function swappable(t: Term, terms: Term[], generic = false): boolean {
  * read/heard/noticed/understand that", "congratulations on", or a
  * presupposing "since you", "now that", "given that" (up to the clause's end).
  */
+/**
+ * "I read that you…", "I saw the library…", "I understand Acme…": what is
+ * reported as heard about them ("I know migrations run over" is a remark).
+ */
+function hearsay(text: string): RegExpExecArray | null {
+  const m = /\b(?:i|we)(?:'ve| have)? (?:just )?(?:read|heard|saw|seen|noticed|understand|know|gather|learned|learnt|hear|see|spotted)\b(?: that)?( [^,;:.!?]*?)(?:[,;:.!?]|\bso\b|$)/i.exec(text);
+  const about = m?.[1]?.trim() ?? '';
+  return m && (/^(you|your|the|their|they)\b/i.test(about) || /^\p{Lu}/u.test(about)) ? m : null;
+}
+
 function assertedClause(text: string): string | undefined {
   const m =
-    /\b(?:i|we)(?:'ve| have)? (?:just )?(?:read|heard|saw|seen|noticed|understand|know|gather|learned|learnt|hear|see|spotted)\b(?: that)?(.*?)(?:[,;:.!?]|\bso\b|$)/i.exec(text) ??
+    hearsay(text) ??
     /\bcongrat\w*(?: again| as well)?(?: on| to)?(.*?)(?:[,;:.!?]|\bthat's\b|$)/i.exec(text) ??
     /\b(?:since|now that|given that|as) (?:you|your)\b(.*?)(?:[,;:.!?]|$)/i.exec(text) ??
     /^(?:since|now that|given)\b(.*?)(?:[,;:.!?]|$)/i.exec(text.trim());
   return m?.[1]?.trim() || undefined;
 }
+
+/** "Two: yes, …" numbers a list; "thanks a million", "a thing or two" count nothing. */
+const NUMBER_IDIOMS = /^\s*(one|two|three|four|five|first|second|third)\s*[:.)—–-]|\b(thanks a million|a million thanks|one or two|a thing or two|one of (the|our|those|these|my|your)|one way or another|second to none|at one point|in one place|one place|one click|one reply|one step)\b/gi;
 
 const EMAIL_PARTS = /\b(one|two|three|four|five|a couple of|a few)( quick| short| brief| small| big| simple| practical| concrete| specific| key| main)? (questions?|points?|things?|ideas?|reasons?|ways?|options?|steps?|examples?|suggestions?|thoughts?|notes?|answers?|items?|benefits?|takeaways?|labels?|clicks?|minutes?)\b/gi;
 
@@ -469,19 +507,29 @@ function judge(s: Sentence, input: GroundingInput, ev: Evidence): { kind: ClaimK
   }
   const relation = RELATIONSHIP_PATTERNS.map((p) => text.match(p)).find(Boolean);
   if (relation) {
-    const missing = termsOf(relation[0]).flat().filter((t) => isContent(t) && !ev.prospectStems.has(t.stem));
+    const missing = termsOf(relation[0]).flat().filter((t) => isContent(t) && !supported(ev, t));
     if (missing.length) return { kind: 'relationship', reason: `states a relationship no fact records: ${quote(missing.map((t) => t.text))}` };
-  }
-  const role = ROLE_PATTERNS.map((p) => text.match(p)).find(Boolean);
-  if (role) {
-    const expanded = (t: Term) => (ROLE_ACRONYMS[t.word] ?? '').split(' ').filter(Boolean);
-    const held = (t: Term) => ev.contactStems.has(t.stem) || (expanded(t).length > 0 && expanded(t).every((w) => ev.contactStems.has(stemOf(w))));
-    // Every word of the role counts ("Managing Partner" is not "Tax Partner"), not only the role noun.
-    const missing = termsOf(role[0]).flat().filter((t) => isContent(t) && !/^(you|your|since|because|given|role|position|seat|job|one|person|who|responsible|charge)$/.test(t.word) && !held(t) && !ev.prospectWords.has(t.word));
-    if (missing.length) return { kind: 'role', reason: `gives the prospect a role their HubSpot record does not hold: ${quote(missing.map((t) => t.text))}` };
   }
   // Our company and product names are "our" here: "already runs Forecastly" is "already runs our".
   const asOurs = ev.ourNames.length ? text.replace(new RegExp(`\\b(${ev.ourNames.map(escapeRegExp).join('|')})('s)?\\b`, 'gi'), 'our') : text;
+  const role = ROLE_PATTERNS.map((p) => asOurs.match(p)).find(Boolean);
+  if (role) {
+    // The sender's own role ("I'm one of our co-founders") rests on our facts; the prospect's on their HubSpot title.
+    const own = /^i\b|^i'm\b/i.test(role[0].trim());
+    const roleStems = own ? ev.senderStems : ev.contactStems;
+    const expanded = (t: Term) => (ROLE_ACRONYMS[t.word] ?? '').split(' ').filter(Boolean);
+    const held = (t: Term) => roleStems.has(t.stem) || (expanded(t).length > 0 && expanded(t).every((w) => roleStems.has(stemOf(w))));
+    // Every word of the role counts ("Managing Partner" is not "Tax Partner"), not only the role noun.
+    const framing = own ? /^(our|lead|run|head|manage|own|one)$/ : /^(you|your|since|because|given|role|position|seat|job|one|person|who|responsible|charge)$/;
+    const missing = termsOf(role[0]).flat().filter((t) => isContent(t) && !framing.test(t.word) && !held(t) && !ev.prospectWords.has(t.word));
+    const roleWord = termsOf(role[0]).flat().filter((t) => ROLE_WORDS.has(t.word) || ROLE_WORDS.has(t.word.replace(/s$/, '')));
+    const missingRole = own ? [...missing, ...roleWord.filter((t) => !held(t))] : missing;
+    if (missingRole.length) {
+      return own
+        ? { kind: 'role', reason: `gives the sender a role our own facts do not hold: ${quote(missingRole.map((t) => t.text))}` }
+        : { kind: 'role', reason: `gives the prospect a role their HubSpot record does not hold: ${quote(missingRole.map((t) => t.text))}` };
+    }
+  }
   const ours = OUR_PRODUCT_USAGE.map((p) => asOurs.match(p)).find((m) => m && !HYPOTHETICAL.test(asOurs.slice(0, m.index)));
   if (ours && about && !ev.customerOfOurs) {
     return { kind: 'usage', reason: `says the prospect uses our product ("${ours[0].trim()}"), which no HubSpot or Gmail fact records` };
@@ -495,7 +543,7 @@ function judge(s: Sentence, input: GroundingInput, ev: Evidence): { kind: ClaimK
   }
   const allowed = proposesMeeting(s) ? [...ev.numbers, ...ev.meetingNumbers] : ev.numbers;
   // "Two quick questions", "three things we do": counts of the email's own parts claim nothing.
-  const ownParts = new Set(numbersIn(text.replace(EMAIL_PARTS, '')).map((n) => n.text));
+  const ownParts = new Set(numbersIn(text.replace(EMAIL_PARTS, '').replace(NUMBER_IDIOMS, '')).map((n) => n.text));
   const numbers = numbersIn(s.text).filter((n) => !allowed.some((v) => sameNumber(n, v)) && ownParts.has(n.text));
   if (numbers.length) {
     const words = numbers.find((n) => n.words);
@@ -510,11 +558,16 @@ function judge(s: Sentence, input: GroundingInput, ev: Evidence): { kind: ClaimK
   }
   const changed = substitution(s, ev);
   if (changed) return { kind: 'changed_fact', reason: `restates ${changed.fact.id} but says ${quote(changed.said)} where it says ${quote(changed.was)}` };
-  const asserted = talksOfThread ? undefined : assertedClause(text);
+  // The clause ends where our own product comes in ("since you use Xero and Paperloop syncs …").
+  const assertedRaw = talksOfThread ? undefined : assertedClause(text);
+  const ourAt = assertedRaw && ev.ourNames.length ? assertedRaw.search(new RegExp(`\\b(${ev.ourNames.map(escapeRegExp).join('|')})\\b`, 'i')) : -1;
+  const asserted = ourAt > 0 ? assertedRaw!.slice(0, ourAt) : assertedRaw;
   if (asserted && about) {
     // Things and events must be known; the verbs that tie them together vary with the telling.
     const retold = retells(s, ev);
-    const claim = termsOf(asserted).flat().filter((t) => isContent(t) && !supported(ev, t) && !isGeneric(t) && (isThing(t) || isEventWord(t)) && !(retold && isEventWord(t)));
+    // What is said as known about the prospect must be known about the prospect, not about our product.
+    const known = (t: Term) => ev.prospectStems.has(t.stem) || ev.addressStems.has(t.stem);
+    const claim = termsOf(asserted).flat().filter((t) => isContent(t) && !known(t) && !isGeneric(t) && (isThing(t) || isEventWord(t)) && !(retold && isEventWord(t)));
     if (claim.length) {
       const events = claim.filter(isEventWord);
       return events.length

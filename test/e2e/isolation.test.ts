@@ -222,5 +222,5 @@ describe('intake and harvest workers in separate processes', () => {
     const next = await startHarvest([feed('allowed-again', '/ok')]);
     const summary = await harvestSummary(next.workflowId);
     expect(summary.queries).toEqual([expect.objectContaining({ name: 'allowed-again', stoppedBy: 'complete' })]);
-  }, 150_000);
+  }, 300_000);
 });

@@ -81,15 +81,16 @@ tuesday monday wednesday thursday friday saturday sunday week morning afternoon 
 /** Past contact between sender and prospect (the thread and calendar are the only ground for these). */
 export const INTERACTION_PATTERNS: readonly RegExp[] = [
   /\b(following up|(just|wanted to|i'll|i will|i'd|to) follow up (on|with|about|after)|circl(e|ing) back|checking back|check(ing)? in again|pick(ing)? up where|as promised|as (we|i) (discussed|promised|mentioned|agreed|said)|as discussed|as agreed|as mentioned|per our|reconnect(ing)?|again)\b/i,
-  /\b(our|last|recent|earlier|previous) (call|chat|conversation|meeting|demo|talk|discussion|exchange|intro|introduction|session|catch[\s-]?up|coffee|lunch|visit)\b/i,
+  /\b(our|last|recent|earlier|previous) ([a-z-]+ ){0,2}(call|chat|conversation|meeting|demo|talk|discussion|exchange|intro|introduction|session|catch[\s-]?up|coffee|lunch|visit)\b/i,
   /\b(we|i) (last )?(spoke|talked|met|chatted|discussed|connected|caught up|corresponded|emailed|walked through|showed you|demoed)\b/i,
-  /\byou('d)? (told|mentioned|said|asked|requested|shared|showed|wrote|emailed|replied|reached out|explained|described|noted|raised|flagged|brought up|let me know|promised|agreed|wanted)\b/i,
+  /\byou('d)? (told|mentioned|said|asked|requested|suggested|proposed|recommended|shared|showed|wrote|emailed|replied|reached out|explained|described|noted|raised|flagged|brought up|let me know|promised|agreed|wanted)\b/i,
   /\b(great|nice|good|lovely|pleasure|fun) (to )?(meet(ing)?|chat(ting)?|speak(ing)?|talk(ing)?|see(ing)?|connect(ing)?|catch(ing)? up)( with)? you\b/i,
   /\bthanks?( you)? (again )?for (your time|the (call|chat|demo|meeting|conversation|reply|response|note|questions?)|taking the time|meeting|speaking|chatting|having me|stopping by|visiting|coming|getting back|your (reply|response|note|question|email|message|interest))/i,
   /\b(at|during|after) the (conference|trade show|tradeshow|expo|summit|webinar|event|booth|meetup|workshop|dinner|panel|roundtable)\b/i,
   /\b(when|since|after|before) (we|i) (last )?(spoke|met|talked|chatted)\b/i,
   /\b(you|we|i) (attended|joined|visited|stopped by|dropped by|ran into|bumped into)\b/i,
-  /\b(voicemail|put a face to|good to finally)\b/i,
+  /\b(bump(ed|ing)? into|run(ning)? into|ran into|(saw|see|seeing|met|meeting) you at)\b/i,
+  /\b(voicemail|put a (face|voice) to|good to finally)\b/i,
 ];
 
 /**
@@ -110,6 +111,9 @@ export const CHANNEL_GROUPS: readonly ReadonlySet<string>[] = [
 export const RELATIONSHIP_PATTERNS: readonly RegExp[] = [
   /\b(colleague|colleagues|co-?workers?|teammates?|boss|bosses|team member|someone (on|from|in) your|a friend|friends?|mutual|introduced (us|me|you)|referr(ed|al)|recommend(ed|ation)|suggested (i|we|that i|that we|you)|pointed me|passed (along )?your name|put (me|us) in touch|connected (us|me)|investors?|board members?|advisors?|advisers?|former (boss|manager|colleague)|alumni|alum|classmates?|we share|brother|sister|wife|husband|spouse|father|mother|son|daughter|cousin|uncle|aunt|in-law|business partner)\b/i,
   /\basked (me|us) to\b/i,
+  /\b(official|certified|accredited|premier|preferred|strategic|approved) ([a-z]+ )?(partner|reseller|integrator|vendor|supplier)s?\b/i,
+  /\b(partnered|partners|partnership|teamed up) with\b/i,
+  /\bone of ([\w&'’-]+'s|their|your|its) (own )?([a-z-]+ )?(customers|clients|partners|suppliers|vendors|investors|backers)\b/i,
   /\byour (ceo|cto|cfo|coo|cio|ciso|cmo|cro|cpo|vp|head|director|manager|founder|co-?founder|president|chief|boss|team lead|lead|partner|assistant)\b[^.?!]{0,60}\b(asked|suggested|mentioned|pointed|told|said|recommended|introduced|referred|wanted|sent|forwarded|shared|flagged|reached out|contacted|wrote|emailed|called)\b/i,
 ];
 
@@ -137,6 +141,9 @@ export const ROLE_ACRONYMS: Readonly<Record<string, string>> = {
 };
 
 export const ROLE_PATTERNS: readonly RegExp[] = [
+  // The sender's own role: only our facts can say it.
+  /\b(i'm|i am) (one of |the |a |an )?([\w&'’-]+'s )?(co-?founders?|founder|ceo|cto|cfo|coo|head|vp|director|lead|manager|principal|partner)\b/i,
+  /\bi (lead|run|head|manage|own) [^,.;!?]*\b(at|for) (our|us)\b/i,
   /\bas (?:[\w&'’.-]+ ){0,4}?(ceo|cto|cfo|coo|cio|ciso|cmo|cro|cpo|vp|svp|president|founder|co-?founder|owner|director|head|manager|lead|chief|officer|engineer|architect|buyer|administrator|principal|partner|controller|person (who|in charge|responsible))s?\b/i,
   /\byou('re| are) (the |a |an |our )?([a-z-]+ ){0,3}(ceo|cto|cfo|coo|cio|ciso|cmo|cro|cpo|vp|president|founder|co-?founder|owner|director|head|manager|lead|chief|officer|engineer|architect|buyer|administrator|decision[\s-]maker|in charge|responsible)\b/i,
   /\b(your|in your) (role|position|seat|job) as\b/i,
@@ -158,14 +165,14 @@ export const TIME_MARKERS = /\b(yesterday|last (week|month|quarter|year|spring|s
 /** Use of our product by the prospect: only a HubSpot or Gmail fact can say they are a customer. */
 export const OUR_PRODUCT_USAGE: readonly RegExp[] = [
   /\b(you're|you are|you've been|your (team|company|staff|people|firm) (is|are)) (already |still |now )?on (our|us)\b/i,
-  /\b(use|uses|using|used|rely|relies|relying|run|runs|running|adopted|deployed|rolled out|licensed|bought|purchased|trial(l)?ing|piloting|evaluating|testing|tried|signed up (for|to)|subscribed to|renewed( with)?) (our|us)\b/i,
+  /\b(trying( out)?|tried( out)?|testing( out)?|playing with|exploring|use|uses|using|used|rely|relies|relying|run|runs|running|adopted|deployed|rolled out|licensed|bought|purchased|trial(l)?ing|piloting|evaluating|testing|tried|signed up (for|to)|subscribed to|renewed( with)?) (our|us)\b/i,
   /\b(customer|client|user|subscriber|licensee)s? of ours\b/i,
   /\b(already|currently|still)\b[^.!?]{0,50}\b(through|via|with|on|in|using) our\b/i,
   /\b(existing|current|long-?time|longstanding|loyal|valued|returning|former) (customer|client|user|subscriber|account)s?\b/i,
   /\byour (account|subscription|plan|licen[cs]e|licen[cs]es|seats|workspace|instance|trial|renewal|contract|tenant|rollout|pilot|usage|dashboard|integration)( with| on| of)? (us|our)\b/i,
   /\byour (pro|enterprise|premium|starter|growth|business|current|existing) (plan|tier|edition|licen[cs]e|subscription)\b/i,
   /\b(you're|you are|you've been|your team is|your team's) (already |still |currently )?on (the|our|a) ([a-z]+ )?(plan|tier|edition)\b/i,
-  /\b(renewed|upgraded|downgraded|signed up|subscribed|activated|onboarded|free trial|your trial)\b/i,
+  /\b(renewed|upgraded|downgraded|signed up|subscribed|activated|onboarded|your (free )?trial|started a (free )?trial|on a (free )?trial)\b/i,
 ];
 
 /** Use of any product by the prospect: what it names must be in a fact. */
