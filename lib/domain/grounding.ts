@@ -124,6 +124,8 @@ interface Evidence {
   addressStems: Set<string>;
   /** The sender's company and the names its own facts use (products): what "our" stands for. */
   ourNames: string[];
+  /** Any of ourNames in a text (with a possessive), built once per draft. */
+  ourMention?: RegExp;
   /** A fact about the prospect names our company or product: they are (or were) a customer. */
   customerOfOurs: boolean;
 }
@@ -244,14 +246,12 @@ export function numbersIn(text: string): StatedNumber[] {
 
 function evidenceOf(input: GroundingInput): Evidence {
   const ev: Evidence = { words: new Set(), stems: new Set(), prefixes: new Set(), numbers: [], meetingNumbers: [], prospectWords: new Set(), contactStems: new Set(), prospectStems: new Set(), senderStems: new Set(), addressStems: new Set(), facts: [], ourNames: [], customerOfOurs: false };
-  const take = (text: string, into?: (t: Term) => void) => {
-    for (const terms of termsOf(text)) {
-      for (const t of terms) {
-        ev.words.add(t.word);
-        ev.stems.add(t.stem);
-        if (t.word.length >= PREFIX + 1) ev.prefixes.add(t.word.slice(0, PREFIX));
-        into?.(t);
-      }
+  const take = (text: string, into?: (t: Term) => void, terms: Term[] = termsOf(text).flat()) => {
+    for (const t of terms) {
+      ev.words.add(t.word);
+      ev.stems.add(t.stem);
+      if (t.word.length >= PREFIX + 1) ev.prefixes.add(t.word.slice(0, PREFIX));
+      into?.(t);
     }
     ev.numbers.push(...numbersIn(text));
   };
@@ -263,26 +263,30 @@ function evidenceOf(input: GroundingInput): Evidence {
     }
     const stems = new Set<string>();
     const aboutProspect = fact.source !== 'sender';
+    // Parsed once: the fact's terms serve the indexes here and the swap check later.
+    const terms = termsOf(fact.text).flat();
     take(fact.text, (t) => {
       stems.add(t.stem);
       if (aboutProspect) ev.prospectStems.add(t.stem);
       else ev.senderStems.add(t.stem);
       if (fact.source === 'hubspot:contact') ev.contactStems.add(t.stem);
       if ((fact.source === 'hubspot:company' || fact.source === 'hubspot:contact') && /^\p{Lu}/u.test(t.text) && !(t.opener && ENGLISH.has(t.word)) && !NEUTRAL_CAPITALS.has(t.word)) ev.prospectWords.add(t.word);
-    });
-    ev.facts.push({ fact, stems, terms: termsOf(fact.text).flat() });
+    }, terms);
+    ev.facts.push({ fact, stems, terms });
   }
   const { prospectName, senderName, senderCompany } = input.addressing;
   if (senderCompany) ev.ourNames.push(senderCompany);
   // A name that opens one of our own facts is ours ("Forecastly connects to SAP"): the others there are partners'.
-  for (const fact of input.facts.filter((f) => f.source === 'sender')) {
-    const first = termsOf(fact.text)[0]?.[0];
+  for (const { fact, terms } of ev.facts.filter((f) => f.fact.source === 'sender')) {
+    const first = terms[0];
     if (first && /^\p{Lu}/u.test(first.text) && !ENGLISH.has(first.word) && !ev.ourNames.some((n) => n.toLowerCase() === first.word)) ev.ourNames.push(first.text);
   }
   const ourWords = new Set(ev.ourNames.map((n) => wordOf(n)));
-  ev.customerOfOurs = input.facts.some(
-    (f) => (f.source === 'hubspot:contact' || f.source === 'hubspot:company') && termsOf(f.text).flat().some((t) => ourWords.has(t.word)) && /\b(customer|client|user|subscri|licen|trial|pilot|renew|contract|account)/i.test(f.text),
+  ev.customerOfOurs = ev.facts.some(
+    ({ fact, terms }) =>
+      (fact.source === 'hubspot:contact' || fact.source === 'hubspot:company') && terms.some((t) => ourWords.has(t.word)) && /\b(customer|client|user|subscri|licen|trial|pilot|renew|contract|account)/i.test(fact.text),
   );
+  if (ev.ourNames.length) ev.ourMention = new RegExp(`\\b(${ev.ourNames.map(escapeRegExp).join('|')})('s)?\\b`, 'gi');
   for (const name of [prospectName, senderName, senderCompany]) if (name) take(name, (t) => ev.addressStems.add(t.stem));
   for (const slot of input.slots) {
     const before = ev.numbers.length;
@@ -511,7 +515,7 @@ function judge(s: Sentence, input: GroundingInput, ev: Evidence): { kind: ClaimK
     if (missing.length) return { kind: 'relationship', reason: `states a relationship no fact records: ${quote(missing.map((t) => t.text))}` };
   }
   // Our company and product names are "our" here: "already runs Forecastly" is "already runs our".
-  const asOurs = ev.ourNames.length ? text.replace(new RegExp(`\\b(${ev.ourNames.map(escapeRegExp).join('|')})('s)?\\b`, 'gi'), 'our') : text;
+  const asOurs = ev.ourMention ? text.replace(ev.ourMention, 'our') : text;
   const role = ROLE_PATTERNS.map((p) => asOurs.match(p)).find(Boolean);
   if (role) {
     // The sender's own role ("I'm one of our co-founders") rests on our facts; the prospect's on their HubSpot title.
@@ -560,7 +564,7 @@ function judge(s: Sentence, input: GroundingInput, ev: Evidence): { kind: ClaimK
   if (changed) return { kind: 'changed_fact', reason: `restates ${changed.fact.id} but says ${quote(changed.said)} where it says ${quote(changed.was)}` };
   // The clause ends where our own product comes in ("since you use Xero and Paperloop syncs …").
   const assertedRaw = talksOfThread ? undefined : assertedClause(text);
-  const ourAt = assertedRaw && ev.ourNames.length ? assertedRaw.search(new RegExp(`\\b(${ev.ourNames.map(escapeRegExp).join('|')})\\b`, 'i')) : -1;
+  const ourAt = assertedRaw && ev.ourMention ? assertedRaw.search(ev.ourMention) : -1;
   const asserted = ourAt > 0 ? assertedRaw!.slice(0, ourAt) : assertedRaw;
   if (asserted && about) {
     // Things and events must be known; the verbs that tie them together vary with the telling.
